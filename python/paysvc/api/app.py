@@ -1,0 +1,83 @@
+"""The app factory: ``create_app(settings)``. The pool and the ledger engine live in the lifespan."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+
+from paysvc.api import openapi
+from paysvc.api.accounts import AccountController
+from paysvc.api.auth import RateLimiter, provide_tenant
+from paysvc.api.context import RequestContextMiddleware
+from paysvc.api.errors_http import HANDLERS
+from paysvc.api.fees import FeeScheduleController
+from paysvc.api.payments import PaymentController
+from paysvc.api.system import create_tenant, healthz, readyz
+from paysvc.config import Settings
+from paysvc.db.pool import make_pool
+from paysvc.db.retry import RetryPolicy
+from paysvc.ledger.engine import EngineConfig, LedgerEngine
+from paysvc.logs import configure_logging
+
+
+def provide_engine(state: State) -> LedgerEngine:
+    engine: LedgerEngine = state.engine
+    return engine
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    if settings.database_url is None:
+        raise RuntimeError(
+            "PAYSVC_DATABASE_URL is not set: start the service with `paysvc serve`, which starts the "
+            "embedded PostgreSQL, or point PAYSVC_DATABASE_URL at a server."
+        )
+    database_url = settings.database_url
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = make_pool(settings, database_url)
+        await pool.open(wait=True, timeout=max(5.0, settings.connect_timeout_s * 2.0))
+        engine = LedgerEngine(pool, EngineConfig(
+            retry=RetryPolicy(settings.tx_max_attempts, settings.tx_backoff_base_ms, settings.tx_backoff_cap_ms),
+            idempotency_retention=timedelta(hours=settings.idempotency_retention_h),
+        ))
+        app.state.pool = pool
+        app.state.engine = engine
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = Litestar(
+        route_handlers=[
+            AccountController, PaymentController, FeeScheduleController, create_tenant, healthz, readyz,
+        ],
+        dependencies={
+            "tenant": Provide(provide_tenant),
+            "engine": Provide(provide_engine, sync_to_thread=False),
+        },
+        middleware=[DefineMiddleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)],
+        exception_handlers=HANDLERS,
+        lifespan=[lifespan],
+        openapi_config=openapi.config(),
+        state=State({"settings": settings, "rate_limiter": RateLimiter(settings.rate_limit_per_s)}),
+        request_max_body_size=None,
+        logging_config=None,
+        debug=False,
+    )
+    openapi.add_request_bodies(app)
+    return app
+
+
+def create_app_from_env() -> Litestar:
+    """Entry point for ASGI servers (``uvicorn --factory paysvc.api.app:create_app_from_env``)."""
+    configure_logging(os.environ.get("PAYSVC_LOG_LEVEL", "INFO"))
+    return create_app(Settings.from_env())

@@ -1,0 +1,72 @@
+"""Small pieces every controller uses: JSON answers, Rust-core errors, documented error responses."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+
+from paysvc._native import CoreError
+from paysvc.errors import ApiError, ErrorBody
+from paysvc.ledger.idempotency import Outcome
+from paysvc.resources import encode
+
+JSON = "application/json"
+
+Limit = Annotated[int, Parameter(ge=1, le=100, description="How many objects to return (1..100).")]
+StartingAfter = Annotated[
+    str | None, Parameter(description="Cursor: the id of the last object of the previous page.")
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Parameter(
+        header="Idempotency-Key",
+        description="1..255 printable ASCII characters; makes the write safe to retry.",
+    ),
+]
+
+
+def json_response(value: object, status_code: int = 200) -> Response[bytes]:
+    return Response(content=encode(value), status_code=status_code, media_type=JSON)
+
+
+def outcome_response(outcome: Outcome) -> Response[bytes]:
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+    return Response(content=outcome.body, status_code=outcome.status, media_type=JSON, headers=headers)
+
+
+def from_core(error: CoreError) -> ApiError:
+    return ApiError(error.code, error.message, param=error.param)
+
+
+async def raw_body(request: Request[Any, Any, Any]) -> bytes:
+    return await request.body()
+
+
+def _spec(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=ErrorBody, description=description, generate_examples=False)
+
+
+AUTH_ERRORS = {
+    401: _spec("api_key_missing, api_key_invalid"),
+    429: _spec("rate_limited (with Retry-After)"),
+    503: _spec("service_unavailable: database unreachable (with Retry-After)"),
+}
+READ_ERRORS = {**AUTH_ERRORS, 400: _spec("parameter_invalid, invalid_cursor"), 404: _spec("resource_missing")}
+WRITE_ERRORS = {
+    **AUTH_ERRORS,
+    400: _spec(
+        "json_invalid, parameter_missing, parameter_unknown, parameter_invalid, amount_invalid, "
+        "currency_invalid, currency_mismatch, same_account, amount_too_small, metadata_invalid, "
+        "idempotency_key_missing, idempotency_key_invalid"
+    ),
+    413: _spec("body_too_large"),
+}
+IDEMPOTENT_WRITE_ERRORS = {
+    **WRITE_ERRORS,
+    404: _spec("resource_missing (param names the field)"),
+    409: _spec("idempotency_key_in_use"),
+    422: _spec("idempotency_key_reused"),
+}

@@ -1,0 +1,83 @@
+"""Exception handlers: every error leaves as ``{"error": {...}}`` with the request id; unknown
+failures are 500 ``internal_error`` with the request id in the body and the log, never a trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.exceptions.http_exceptions import MethodNotAllowedException
+from psycopg_pool import PoolTimeout
+
+from paysvc.api.context import request_id_of
+from paysvc.errors import ApiError, encode_error, service_unavailable
+
+log = logging.getLogger("paysvc.errors")
+
+JSON = "application/json"
+
+
+def error_response(error: ApiError, request_id: str) -> Response[bytes]:
+    headers = {} if error.retry_after_s is None else {"Retry-After": str(error.retry_after_s)}
+    return Response(content=error.body(request_id), status_code=error.status, media_type=JSON, headers=headers)
+
+
+def on_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[bytes]:
+    return error_response(exc, request_id_of(request.scope))
+
+
+def on_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    # Litestar validates path and query parameters (limit, starting_after, status, ids).
+    param = None
+    message = "Invalid request parameters."
+    if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
+        param = exc.extra[0].get("key")
+        message = f"Invalid parameter {param}: {exc.extra[0].get('message', 'invalid value')}."
+    return error_response(ApiError("parameter_invalid", message, param=param), request_id_of(request.scope))
+
+
+def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    request_id = request_id_of(request.scope)
+    if isinstance(exc, NotFoundException):
+        error = ApiError("resource_missing", f"Unrecognized request URL ({request.method} {request.url.path}).")
+    elif isinstance(exc, MethodNotAllowedException):
+        error = ApiError(
+            "method_not_allowed", f"{request.method} is not allowed on {request.url.path}."
+        )
+    elif exc.status_code == 413:
+        error = ApiError("body_too_large", "The request body is too large.")
+    elif exc.status_code < 500:
+        error = ApiError("parameter_invalid", str(exc.detail))
+    else:
+        return on_unexpected(request, exc)
+    return error_response(error, request_id)
+
+
+def on_database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.warning("database unavailable: %s", exc, extra={"request_id": request_id_of(request.scope)})
+    return error_response(service_unavailable("The database is unavailable; retry shortly."),
+                          request_id_of(request.scope))
+
+
+def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    request_id = request_id_of(request.scope)
+    if isinstance(exc, psycopg.OperationalError | PoolTimeout):
+        return on_database_unavailable(request, exc)
+    log.error("unhandled error on %s %s (%s)", request.method, request.url.path, request_id,
+              exc_info=exc, extra={"request_id": request_id})
+    body = encode_error("internal_error", f"An internal error occurred; quote {request_id} when reporting it.",
+                        None, request_id)
+    return Response(content=body, status_code=500, media_type=JSON)
+
+
+HANDLERS: dict[type[Exception] | int, Any] = {
+    ApiError: on_api_error,
+    ValidationException: on_validation_error,
+    HTTPException: on_http_error,
+    PoolTimeout: on_database_unavailable,
+    psycopg.OperationalError: on_database_unavailable,
+    Exception: on_unexpected,
+}

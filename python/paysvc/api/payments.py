@@ -1,0 +1,90 @@
+"""Payments: create (capture or hold), get, list."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+
+from paysvc import _native, reads
+from paysvc.api.common import (
+    IDEMPOTENT_WRITE_ERRORS,
+    READ_ERRORS,
+    IdempotencyKey,
+    Limit,
+    StartingAfter,
+    _spec,
+    from_core,
+    json_response,
+    outcome_response,
+)
+from paysvc.api.decode import decode_body
+from paysvc.api.schemas import PaymentCreate
+from paysvc.ledger.engine import LedgerEngine
+from paysvc.resources import Payment, PaymentList, PaymentStatus
+from paysvc.tenants import Tenant
+
+PAYMENTS_PATH = "/v1/payments"
+
+
+class PaymentController(Controller):
+    path = PAYMENTS_PATH
+    tags = ["payments"]
+
+    @post(
+        "/",
+        status_code=201,
+        summary="Create a payment (capture: true moves the money now; false places a hold)",
+        opt={"request_body": PaymentCreate},
+        responses={
+            201: ResponseSpec(Payment, description="The payment"),
+            **IDEMPOTENT_WRITE_ERRORS,
+            402: _spec("insufficient_funds: the payment is recorded as failed; error.payment is its id"),
+        },
+    )
+    async def create(
+        self, request: Request[Any, Any, Any], tenant: Tenant, engine: LedgerEngine,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[bytes]:
+        body = decode_body(await request.body(), PaymentCreate)
+        try:
+            plan = _native.prepare_payment(
+                path=PAYMENTS_PATH,
+                amount=body.amount,
+                currency=body.currency,
+                source=body.source,
+                destination=body.destination,
+                capture=body.capture,
+                description=body.description,
+                metadata=body.metadata,
+                expires_in_s=body.expires_in_s,
+                fee_rule=tenant.fee_rule(body.currency),
+                idempotency_key=idempotency_key,
+                require_idempotency_key=True,
+            )
+        except _native.CoreError as exc:
+            raise from_core(exc) from None
+        assert idempotency_key is not None  # checked by prepare_payment
+        request_id = request.scope["paysvc.request_id"]  # type: ignore[typeddict-item]
+        return outcome_response(await engine.create_payment(tenant, plan, idempotency_key, request_id))
+
+    @get(
+        "/{payment_id:str}",
+        summary="Retrieve a payment",
+        responses={200: ResponseSpec(Payment, description="The payment"), **READ_ERRORS},
+    )
+    async def retrieve(self, payment_id: str, tenant: Tenant, engine: LedgerEngine) -> Response[bytes]:
+        return json_response(await reads.get_payment(engine.pool, tenant.id, payment_id))
+
+    @get(
+        "/",
+        summary="List payments, newest first",
+        responses={200: ResponseSpec(PaymentList, description="A page of payments"), **READ_ERRORS},
+    )
+    async def list_payments(
+        self, tenant: Tenant, engine: LedgerEngine, limit: Limit = 10, starting_after: StartingAfter = None,
+        status: Annotated[PaymentStatus | None, Parameter(description="Only payments in this status.")] = None,
+    ) -> Response[bytes]:
+        return json_response(await reads.list_payments(engine.pool, tenant.id, limit, starting_after, status))

@@ -1,0 +1,57 @@
+"""Admin (tenant creation) and health endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
+
+from paysvc import admin
+from paysvc.api.auth import check_admin
+from paysvc.api.common import WRITE_ERRORS, json_response
+from paysvc.api.decode import decode_body
+from paysvc.api.schemas import TenantCreate
+from paysvc.db.pool import Pool
+from paysvc.errors import service_unavailable
+from paysvc.resources import TenantCreated
+
+
+@post(
+    "/admin/v1/tenants",
+    status_code=201,
+    tags=["admin"],
+    summary="Create a tenant and its first API key (shown once); needs PAYSVC_ADMIN_TOKEN",
+    opt={"request_body": TenantCreate},
+    responses={201: ResponseSpec(TenantCreated, description="The tenant and its API key"), **WRITE_ERRORS},
+)
+async def create_tenant(request: Request[Any, Any, State]) -> Response[bytes]:
+    check_admin(request)
+    body = decode_body(await request.body(), TenantCreate)
+    name = admin.validate_tenant_name(body.name)
+    pool: Pool = request.app.state.pool
+    async with pool.connection() as conn:
+        created = await admin.create_tenant(conn, name)
+    return json_response(created, 201)
+
+
+@get("/healthz", tags=["health"], summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get(
+    "/readyz",
+    tags=["health"],
+    summary="Readiness: the database answers",
+    responses={503: ResponseSpec(dict[str, Any], description="service_unavailable")},
+)
+async def readyz(request: Request[Any, Any, State]) -> Response[bytes]:
+    pool: Pool = request.app.state.pool
+    try:
+        async with pool.connection(timeout=1.0) as conn:
+            await conn.execute("SELECT 1")
+    except Exception as exc:
+        raise service_unavailable("The database is not reachable.") from exc
+    return json_response({"status": "ready"})

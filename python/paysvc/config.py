@@ -1,0 +1,72 @@
+"""The one typed settings object, read from ``PAYSVC_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+import platformdirs
+
+ENV_PREFIX = "PAYSVC_"
+
+
+class SettingsError(ValueError):
+    """A ``PAYSVC_*`` variable has a value that cannot be used."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    # Database. None: start the embedded PostgreSQL under data_dir.
+    database_url: str | None = None
+    data_dir: Path = Path(platformdirs.user_data_dir("paysvc"))
+    pool_size: int = 16
+    pool_acquire_timeout_ms: int = 2_000
+    connection_max_lifetime_s: int = 600
+    statement_timeout_ms: int = 5_000
+    connect_timeout_s: int = 5
+    # Transactions.
+    tx_max_attempts: int = 12
+    tx_backoff_base_ms: int = 2
+    tx_backoff_cap_ms: int = 200
+    # API.
+    admin_token: str | None = None
+    rate_limit_per_s: int = 10_000
+    idempotency_retention_h: int = 24
+    max_body_bytes: int = 64 * 1024
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.pool_size <= 1_000, "PAYSVC_POOL_SIZE must be between 1 and 1000")
+        _require(
+            10 <= self.pool_acquire_timeout_ms <= 60_000,
+            "PAYSVC_POOL_ACQUIRE_TIMEOUT_MS must be between 10 and 60000",
+        )
+        _require(
+            60 <= self.connection_max_lifetime_s <= 86_400,
+            "PAYSVC_CONNECTION_MAX_LIFETIME_S must be between 60 and 86400",
+        )
+        _require(1 <= self.tx_max_attempts <= 100, "PAYSVC_TX_MAX_ATTEMPTS must be between 1 and 100")
+        _require(self.rate_limit_per_s >= 0, "PAYSVC_RATE_LIMIT_PER_S must be >= 0 (0 disables)")
+        _require(self.idempotency_retention_h >= 1, "PAYSVC_IDEMPOTENCY_RETENTION_H must be >= 1")
+        _require(self.admin_token is None or len(self.admin_token) >= 16,
+                 "PAYSVC_ADMIN_TOKEN must be at least 16 characters")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``PAYSVC_<FIELD>`` variables; unknown ``PAYSVC_*`` names are ignored."""
+        env = os.environ if environ is None else environ
+        raw: dict[str, object] = {}
+        for field in msgspec.structs.fields(cls):
+            value = env.get(ENV_PREFIX + field.name.upper())
+            if value is not None and value != "":
+                raw[field.name] = value
+        try:
+            return msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(f"invalid {ENV_PREFIX} setting: {exc}") from exc
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise SettingsError(message)

@@ -1,0 +1,1 @@
+"""Database access: embedded server, connection pool, migrations, transaction retries."""

@@ -1,0 +1,107 @@
+"""The one transaction retry helper.
+
+Runs ``fn(conn)`` inside one database transaction and re-runs the WHOLE transaction on
+serialization failures (40001) and deadlocks (40P01), a bounded number of times, with capped
+exponential backoff and full jitter. A single statement is never retried inside a transaction.
+
+An ambiguous commit (40003, or the connection lost while COMMIT was in flight) is re-run only for
+idempotent work: such work starts by claiming its idempotency record, so the re-run either finds
+the record the first attempt committed (and replays it) or does the work exactly once. Other work
+answers 503, so the client decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from paysvc.db.pool import Pool
+from paysvc.errors import service_unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[tuple[object, ...]]
+
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+AMBIGUOUS_SQLSTATE = "40003"
+
+# Retries by SQLSTATE (or "connection"), for metrics.
+retry_counts: Counter[str] = Counter()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 12
+    backoff_base_ms: int = 2
+    backoff_cap_ms: int = 200
+
+    def __post_init__(self) -> None:
+        assert 1 <= self.max_attempts <= 100
+        assert 0 < self.backoff_base_ms <= self.backoff_cap_ms
+
+    def backoff_s(self, attempt: int) -> float:
+        ceiling_ms = min(self.backoff_cap_ms, self.backoff_base_ms * (2 ** min(attempt, 16)))
+        return random.uniform(0, ceiling_ms) / 1000
+
+
+async def run_transaction(
+    pool: Pool,
+    fn: Callable[[Conn], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    idempotent: bool,
+) -> T:
+    for attempt in range(1, policy.max_attempts + 1):
+        committing = False
+        try:
+            async with pool.connection() as conn:
+                async with conn.transaction():
+                    result = await fn(conn)
+                    committing = True
+                return result
+        except PoolTimeout as exc:
+            log.warning("no database connection within the acquire timeout: %s", exc)
+            raise service_unavailable("The database is unavailable; retry shortly.") from exc
+        except psycopg.Error as exc:
+            reason = _classify(exc, committing)
+            if reason is None:
+                raise
+            if reason == "ambiguous" and not idempotent:
+                log.error("commit outcome unknown (%s); not re-running non-idempotent work", exc)
+                raise service_unavailable(
+                    "The outcome of this request is unknown; check before retrying."
+                ) from exc
+            retry_counts[reason] += 1
+            if attempt == policy.max_attempts:
+                log.warning("transaction gave up after %d attempts (%s)", attempt, reason)
+                raise service_unavailable() from exc
+            await asyncio.sleep(policy.backoff_s(attempt))
+    raise AssertionError("unreachable")
+
+
+def _classify(exc: psycopg.Error, committing: bool) -> str | None:
+    """Why a failed transaction may be re-run: a SQLSTATE, "ambiguous", "connection" or None (never)."""
+    sqlstate = exc.sqlstate
+    if sqlstate in RETRYABLE_SQLSTATES:
+        return sqlstate
+    if sqlstate == AMBIGUOUS_SQLSTATE:
+        return "ambiguous"
+    if (isinstance(exc, psycopg.OperationalError) and sqlstate is None) or _is_connection_loss(exc):
+        # The connection broke. Before COMMIT nothing was committed; during COMMIT nobody knows.
+        return "ambiguous" if committing else "connection"
+    return None
+
+
+def _is_connection_loss(exc: psycopg.Error) -> bool:
+    sqlstate = exc.sqlstate or ""
+    # Class 08: connection exception; 57P01..57P03: admin shutdown, crash shutdown, cannot connect now.
+    return sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}

@@ -1,0 +1,1 @@
+"""The ledger engine: the one place that writes money."""

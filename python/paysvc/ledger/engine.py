@@ -1,0 +1,378 @@
+"""The ledger engine: every write that moves money (or creates what money moves through) runs here,
+as one SERIALIZABLE transaction inside the retry helper, with its idempotency record.
+
+Statements per payment (capture or hold, success or decline):
+  1. INSERT idempotency claim … ON CONFLICT DO NOTHING RETURNING created_at  (also the tx timestamp)
+  2. SELECT the source, destination and fee accounts … ORDER BY id FOR UPDATE
+  3. one data-modifying statement: INSERT payment, UPDATE balances (unnest), INSERT entries (unnest),
+     UPDATE the idempotency record with the response
+plus BEGIN and COMMIT. A replay is statements 1 and a lookup.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from paysvc import ids
+from paysvc._native import AccountPlan, FeeRule, PaymentPlan
+from paysvc.db.pool import Pool
+from paysvc.db.retry import Conn, RetryPolicy, run_transaction
+from paysvc.errors import ApiError, not_found
+from paysvc.ledger import idempotency
+from paysvc.ledger.idempotency import InFlight, Outcome
+from paysvc.ledger.locks import AccountLocks
+from paysvc.ledger.postings import LOCK_ACCOUNTS, LockedAccount, Posting, Writes, apply, no_writes
+from paysvc.resources import (
+    Account,
+    Balance,
+    FeeRuleOut,
+    FeeScheduleOut,
+    Payment,
+    account_from_row,
+    encode,
+)
+from paysvc.tenants import Tenant
+from paysvc.timefmt import rfc3339
+
+WRITE_PAYMENT = """
+WITH pay AS (
+    INSERT INTO payments (id, tenant_id, amount, amount_captured, amount_refunded, fee, net, currency,
+                          source_id, destination_id, status, failure_code, cancellation_reason,
+                          description, metadata, created_at, expires_at)
+    VALUES (%(id)s, %(tenant)s, %(amount)s, %(captured)s, 0, %(fee)s, %(net)s, %(currency)s,
+            %(source)s, %(destination)s, %(status)s, %(failure_code)s, NULL,
+            %(description)s, %(metadata)s, %(created_at)s, %(expires_at)s)
+), bal AS (
+    UPDATE accounts
+    SET posted = accounts.posted + d.posted_delta,
+        pending = accounts.pending + d.pending_delta,
+        entry_seq = d.entry_seq
+    FROM unnest(%(acct_ids)s::UUID[], %(posted_deltas)s::BIGINT[], %(pending_deltas)s::BIGINT[],
+                %(acct_seqs)s::BIGINT[]) AS d(id, posted_delta, pending_delta, entry_seq)
+    WHERE accounts.id = d.id
+), ent AS (
+    INSERT INTO entries (id, tenant_id, account_id, seq, currency, kind, amount, balance_after,
+                         payment_id, refund_id, created_at)
+    SELECT e.id, %(tenant)s, e.account_id, e.seq, %(currency)s, e.kind, e.amount, e.balance_after,
+           %(id)s, NULL, %(created_at)s
+    FROM unnest(%(e_ids)s::UUID[], %(e_accounts)s::UUID[], %(e_seqs)s::BIGINT[], %(e_kinds)s::TEXT[],
+                %(e_amounts)s::BIGINT[], %(e_balances)s::BIGINT[])
+         AS e(id, account_id, seq, kind, amount, balance_after)
+)
+UPDATE idempotency_keys SET status_code = %(status_code)s, response_body = %(body)s, payment_id = %(id)s
+WHERE tenant_id = %(tenant)s AND idem_key = %(key)s
+"""
+
+INSERT_ACCOUNT = (
+    "INSERT INTO accounts (id, tenant_id, currency, allow_negative, purpose, metadata, created_at) "
+    "VALUES (%s, %s, %s, %s, 'general', %s, now()) "
+    "RETURNING id, currency, allow_negative, purpose, posted, pending, metadata, created_at"
+)
+
+WRITE_ACCOUNT_IDEMPOTENT = """
+WITH acct AS (
+    INSERT INTO accounts (id, tenant_id, currency, allow_negative, purpose, metadata, created_at)
+    VALUES (%(id)s, %(tenant)s, %(currency)s, %(allow_negative)s, 'general', %(metadata)s, %(created_at)s)
+)
+UPDATE idempotency_keys SET status_code = 201, response_body = %(body)s
+WHERE tenant_id = %(tenant)s AND idem_key = %(key)s
+"""
+
+FEE_ACCOUNTS_OF_TENANT = "SELECT currency, account_id FROM fee_accounts WHERE tenant_id = %s"
+DELETE_FEE_RULES = "DELETE FROM fee_rules WHERE tenant_id = %s"
+INSERT_FEE_RULES = """
+INSERT INTO fee_rules (tenant_id, currency, percent_bps, fixed_minor, min_minor, max_minor)
+SELECT %(tenant)s, r.currency, r.percent_bps, r.fixed_minor, r.min_minor, r.max_minor
+FROM unnest(%(currencies)s::TEXT[], %(bps)s::BIGINT[], %(fixed)s::BIGINT[], %(mins)s::BIGINT[],
+            %(maxs)s::BIGINT[]) AS r(currency, percent_bps, fixed_minor, min_minor, max_minor)
+"""
+# Two statements (not one CTE): the fee_accounts foreign key must see the committed-in-statement account.
+INSERT_FEE_ACCOUNT_ROWS = """
+INSERT INTO accounts (id, tenant_id, currency, allow_negative, purpose, metadata, created_at)
+SELECT a.id, %(tenant)s, a.currency, false, 'fees', '{}'::JSONB, now()
+FROM unnest(%(ids)s::UUID[], %(currencies)s::TEXT[]) AS a(id, currency)
+"""
+REGISTER_FEE_ACCOUNTS = """
+INSERT INTO fee_accounts (tenant_id, currency, account_id)
+SELECT %(tenant)s, a.currency, a.id FROM unnest(%(ids)s::UUID[], %(currencies)s::TEXT[]) AS a(id, currency)
+"""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    retry: RetryPolicy
+    idempotency_retention: timedelta
+
+
+class LedgerEngine:
+    def __init__(self, pool: Pool, config: EngineConfig) -> None:
+        self.pool = pool
+        self.config = config
+        self.in_flight = InFlight()
+        self.locks = AccountLocks()
+
+    # ---- payments --------------------------------------------------------------------------
+
+    async def create_payment(self, tenant: Tenant, plan: PaymentPlan, key: str, request_id: str) -> Outcome:
+        source = ids.decode(ids.ACCOUNT, plan.source)
+        destination = ids.decode(ids.ACCOUNT, plan.destination)
+        fee_account = tenant.fee_accounts.get(plan.currency) if plan.fee else None
+        lock_ids = [a for a in (source, destination, fee_account) if a is not None]
+        work = partial(
+            self._payment_tx, tenant, plan, key, request_id, source, destination, fee_account, lock_ids
+        )
+        with self.in_flight.claim(tenant.id, key):
+            async with self.locks.hold(lock_ids):
+                return await run_transaction(self.pool, work, policy=self.config.retry, idempotent=True)
+
+    async def _payment_tx(
+        self,
+        tenant: Tenant,
+        plan: PaymentPlan,
+        key: str,
+        request_id: str,
+        source: uuid.UUID | None,
+        destination: uuid.UUID | None,
+        fee_account: uuid.UUID | None,
+        lock_ids: list[uuid.UUID],
+        conn: Conn,
+    ) -> Outcome:
+        now = await self._claim(conn, tenant, key, plan.fingerprint)
+        if isinstance(now, Outcome):
+            return now
+        rows = await (await conn.execute(LOCK_ACCOUNTS, (tenant.id, lock_ids))).fetchall()
+        accounts = {row[0]: LockedAccount.from_row(row) for row in rows}
+        for param, account_id, text in (("source", source, plan.source),
+                                         ("destination", destination, plan.destination)):
+            if account_id is None or account_id not in accounts:
+                error = not_found("account", text, param=param)
+                return await self._store_error(conn, tenant, key, error, request_id)
+        assert source is not None and destination is not None
+        for account_id in (source, destination):
+            if accounts[account_id].currency != plan.currency:
+                raise ApiError(
+                    "currency_mismatch",
+                    f"The payment is in {plan.currency} but account "
+                    f"{ids.encode(ids.ACCOUNT, account_id)} holds {accounts[account_id].currency}.",
+                    param="currency",
+                )
+        if fee_account is not None and fee_account not in accounts:
+            raise AssertionError("a fee rule always has its fee account")
+
+        payment_id = ids.new_uuid()
+        src = accounts[source]
+        if not src.allow_negative and src.available < plan.amount:
+            return await self._decline(conn, tenant, key, plan, payment_id, now, request_id)
+
+        fee = plan.fee or 0
+        if plan.capture:
+            postings = [Posting(source, "payment", -plan.amount)]
+            if plan.amount - fee:
+                postings.append(Posting(destination, "payment", plan.amount - fee))
+            if fee:
+                assert fee_account is not None
+                postings.append(Posting(fee_account, "fee", fee))
+            writes = apply(accounts, postings)
+            status, captured, expires_at = "succeeded", plan.amount, None
+        else:
+            assert plan.expires_in_s is not None
+            writes = apply(accounts, [], pending_deltas={source: plan.amount})
+            status, captured = "requires_capture", 0
+            expires_at = now + timedelta(seconds=plan.expires_in_s)
+        payment = Payment(
+            id=ids.encode(ids.PAYMENT, payment_id),
+            amount=plan.amount,
+            amount_captured=captured,
+            amount_refunded=0,
+            fee=plan.fee,
+            net=plan.net,
+            currency=plan.currency,
+            source=plan.source,
+            destination=plan.destination,
+            status=status,
+            failure_code=None,
+            cancellation_reason=None,
+            description=plan.description,
+            metadata=dict(plan.metadata),
+            created_at=rfc3339(now),
+            expires_at=None if expires_at is None else rfc3339(expires_at),
+        )
+        body = encode(payment)
+        await self._write_payment(conn, tenant, key, plan, payment_id, payment, now, expires_at, writes,
+                                  201, body)
+        return Outcome(201, body)
+
+    async def _decline(
+        self,
+        conn: Conn,
+        tenant: Tenant,
+        key: str,
+        plan: PaymentPlan,
+        payment_id: uuid.UUID,
+        now: datetime,
+        request_id: str,
+    ) -> Outcome:
+        payment = Payment(
+            id=ids.encode(ids.PAYMENT, payment_id),
+            amount=plan.amount,
+            amount_captured=0,
+            amount_refunded=0,
+            fee=None,
+            net=None,
+            currency=plan.currency,
+            source=plan.source,
+            destination=plan.destination,
+            status="failed",
+            failure_code="insufficient_funds",
+            cancellation_reason=None,
+            description=plan.description,
+            metadata=dict(plan.metadata),
+            created_at=rfc3339(now),
+            expires_at=None,
+        )
+        error = ApiError(
+            "insufficient_funds",
+            f"The source account {plan.source} does not have {plan.amount} {plan.currency} available.",
+            param="source",
+            payment=payment.id,
+        )
+        body = error.body(request_id)
+        await self._write_payment(conn, tenant, key, plan, payment_id, payment, now, None, no_writes(),
+                                  402, body)
+        return Outcome(402, body)
+
+    async def _write_payment(
+        self,
+        conn: Conn,
+        tenant: Tenant,
+        key: str,
+        plan: PaymentPlan,
+        payment_id: uuid.UUID,
+        payment: Payment,
+        now: datetime,
+        expires_at: datetime | None,
+        writes: Writes,
+        status_code: int,
+        body: bytes,
+    ) -> None:
+        params: dict[str, Any] = {
+            "id": payment_id,
+            "tenant": tenant.id,
+            "amount": plan.amount,
+            "captured": payment.amount_captured,
+            "fee": payment.fee,
+            "net": payment.net,
+            "currency": plan.currency,
+            "source": ids.decode(ids.ACCOUNT, plan.source),
+            "destination": ids.decode(ids.ACCOUNT, plan.destination),
+            "status": payment.status,
+            "failure_code": payment.failure_code,
+            "description": plan.description,
+            "metadata": Jsonb(payment.metadata),
+            "created_at": now,
+            "expires_at": expires_at,
+            "status_code": status_code,
+            "body": body,
+            "key": key,
+        }
+        params.update(writes.params())
+        await conn.execute(WRITE_PAYMENT, params)
+
+    # ---- accounts ----------------------------------------------------------------------------
+
+    async def create_account(self, tenant: Tenant, plan: AccountPlan, key: str | None) -> Outcome:
+        if key is None:
+            return await run_transaction(
+                self.pool, partial(self._account_tx, tenant, plan), policy=self.config.retry, idempotent=False
+            )
+        with self.in_flight.claim(tenant.id, key):
+            return await run_transaction(
+                self.pool,
+                partial(self._account_idempotent_tx, tenant, plan, key),
+                policy=self.config.retry,
+                idempotent=True,
+            )
+
+    async def _account_tx(self, tenant: Tenant, plan: AccountPlan, conn: Conn) -> Outcome:
+        row = await (await conn.execute(
+            INSERT_ACCOUNT,
+            (ids.new_uuid(), tenant.id, plan.currency, plan.allow_negative, Jsonb(dict(plan.metadata))),
+        )).fetchone()
+        assert row is not None
+        return Outcome(201, encode(account_from_row(row)))
+
+    async def _account_idempotent_tx(self, tenant: Tenant, plan: AccountPlan, key: str, conn: Conn) -> Outcome:
+        now = await self._claim(conn, tenant, key, plan.fingerprint)
+        if isinstance(now, Outcome):
+            return now
+        account_id = ids.new_uuid()
+        account = Account(
+            id=ids.encode(ids.ACCOUNT, account_id),
+            currency=plan.currency,
+            allow_negative=plan.allow_negative,
+            purpose="general",
+            balance=Balance(posted=0, pending=0, available=0),
+            metadata=dict(plan.metadata),
+            created_at=rfc3339(now),
+        )
+        body = encode(account)
+        await conn.execute(WRITE_ACCOUNT_IDEMPOTENT, {
+            "id": account_id,
+            "tenant": tenant.id,
+            "currency": plan.currency,
+            "allow_negative": plan.allow_negative,
+            "metadata": Jsonb(account.metadata),
+            "created_at": now,
+            "body": body,
+            "key": key,
+        })
+        return Outcome(201, body)
+
+    # ---- fee schedule ------------------------------------------------------------------------
+
+    async def put_fee_schedule(self, tenant: Tenant, rules: list[FeeRule]) -> FeeScheduleOut:
+        return await run_transaction(
+            self.pool, partial(self._fee_schedule_tx, tenant, rules), policy=self.config.retry, idempotent=True
+        )
+
+    async def _fee_schedule_tx(self, tenant: Tenant, rules: list[FeeRule], conn: Conn) -> FeeScheduleOut:
+        existing = await (await conn.execute(FEE_ACCOUNTS_OF_TENANT, (tenant.id,))).fetchall()
+        have = {row[0] for row in existing}
+        missing = sorted({rule.currency for rule in rules} - have)
+        if missing:
+            new_accounts = {"tenant": tenant.id, "ids": [ids.new_uuid() for _ in missing], "currencies": missing}
+            await conn.execute(INSERT_FEE_ACCOUNT_ROWS, new_accounts)
+            await conn.execute(REGISTER_FEE_ACCOUNTS, new_accounts)
+        await conn.execute(DELETE_FEE_RULES, (tenant.id,))
+        await conn.execute(INSERT_FEE_RULES, {
+            "tenant": tenant.id,
+            "currencies": [r.currency for r in rules],
+            "bps": [r.percent_bps for r in rules],
+            "fixed": [r.fixed for r in rules],
+            "mins": [r.min for r in rules],
+            "maxs": [r.max for r in rules],
+        })
+        return FeeScheduleOut(rules=[
+            FeeRuleOut(currency=r.currency, percent_bps=r.percent_bps, fixed=r.fixed, min=r.min, max=r.max)
+            for r in rules
+        ])
+
+    # ---- shared ------------------------------------------------------------------------------
+
+    async def _claim(self, conn: Conn, tenant: Tenant, key: str, fingerprint: str) -> datetime | Outcome:
+        """Claim the key; return the transaction's timestamp, or the stored outcome to replay."""
+        return await idempotency.claim(conn, tenant.id, key, fingerprint, self.config.idempotency_retention)
+
+    async def _store_error(
+        self, conn: Conn, tenant: Tenant, key: str, error: ApiError, request_id: str
+    ) -> Outcome:
+        """Store an outcome the ledger decided (a 404 for an id in the body) and answer it."""
+        body = error.body(request_id)
+        await conn.execute(idempotency.COMPLETE, (error.status, body, None, tenant.id, key))
+        return Outcome(error.status, body)

@@ -1,0 +1,177 @@
+"""The API's resource objects (msgspec structs, encoded in field order) and their SQL column lists.
+
+One place maps database rows to resources, for the read endpoints and for the ledger engine, which
+encodes its answer inside the write transaction so the idempotency record stores it byte for byte.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Final, Literal
+
+import msgspec
+
+from paysvc import ids
+from paysvc.timefmt import rfc3339, rfc3339_or_none
+
+Metadata = dict[str, str]
+
+PaymentStatus = Literal["requires_capture", "succeeded", "canceled", "failed"]
+PAYMENT_STATUSES: Final = ("requires_capture", "succeeded", "canceled", "failed")
+
+
+class Balance(msgspec.Struct, kw_only=True):
+    posted: int
+    pending: int
+    available: int
+
+
+class Account(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["account"] = "account"
+    currency: str
+    allow_negative: bool
+    purpose: Literal["general", "fees"]
+    balance: Balance
+    metadata: Metadata
+    created_at: str
+
+
+class Payment(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["payment"] = "payment"
+    amount: int
+    amount_captured: int
+    amount_refunded: int
+    fee: int | None
+    net: int | None
+    currency: str
+    source: str
+    destination: str
+    status: PaymentStatus
+    failure_code: str | None
+    cancellation_reason: str | None
+    description: str | None
+    metadata: Metadata
+    created_at: str
+    expires_at: str | None
+
+
+class Entry(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["entry"] = "entry"
+    account: str
+    payment: str | None
+    refund: str | None
+    kind: Literal["payment", "fee", "refund"]
+    amount: int
+    balance_after: int
+    seq: int
+    created_at: str
+
+
+class AccountList(msgspec.Struct, kw_only=True):
+    object: Literal["list"] = "list"
+    data: list[Account]
+    has_more: bool
+
+
+class PaymentList(msgspec.Struct, kw_only=True):
+    object: Literal["list"] = "list"
+    data: list[Payment]
+    has_more: bool
+
+
+class EntryList(msgspec.Struct, kw_only=True):
+    object: Literal["list"] = "list"
+    data: list[Entry]
+    has_more: bool
+
+
+class FeeRuleOut(msgspec.Struct, kw_only=True):
+    currency: str
+    percent_bps: int
+    fixed: int
+    min: int | None
+    max: int | None
+
+
+class FeeScheduleOut(msgspec.Struct, kw_only=True):
+    rules: list[FeeRuleOut]
+
+
+class TenantCreated(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    api_key: str
+
+
+# ---- rows -> resources ---------------------------------------------------------------------------
+
+# Row converters take the columns in the order the queries in reads.py and ledger/ name them:
+#   account: id, currency, allow_negative, purpose, posted, pending, metadata, created_at
+#   payment: id, amount, amount_captured, amount_refunded, fee, net, currency, source_id, destination_id,
+#            status, failure_code, cancellation_reason, description, metadata, created_at, expires_at
+#   entry:   id, account_id, payment_id, refund_id, kind, amount, balance_after, seq, created_at
+
+
+def account_from_row(row: tuple[Any, ...]) -> Account:
+    account_id, currency, allow_negative, purpose, posted, pending, metadata, created_at = row
+    return Account(
+        id=ids.encode(ids.ACCOUNT, account_id),
+        currency=currency,
+        allow_negative=allow_negative,
+        purpose=purpose,
+        balance=Balance(posted=posted, pending=pending, available=posted - pending),
+        metadata=metadata,
+        created_at=rfc3339(created_at),
+    )
+
+
+def payment_from_row(row: tuple[Any, ...]) -> Payment:
+    (payment_id, amount, captured, refunded, fee, net, currency, source_id, destination_id, status,
+     failure_code, cancellation_reason, description, metadata, created_at, expires_at) = row
+    return Payment(
+        id=ids.encode(ids.PAYMENT, payment_id),
+        amount=amount,
+        amount_captured=captured,
+        amount_refunded=refunded,
+        fee=fee,
+        net=net,
+        currency=currency,
+        source=ids.encode(ids.ACCOUNT, source_id),
+        destination=ids.encode(ids.ACCOUNT, destination_id),
+        status=status,
+        failure_code=failure_code,
+        cancellation_reason=cancellation_reason,
+        description=description,
+        metadata=metadata,
+        created_at=rfc3339(created_at),
+        expires_at=rfc3339_or_none(expires_at),
+    )
+
+
+def entry_from_row(row: tuple[Any, ...]) -> Entry:
+    entry_id, account_id, payment_id, refund_id, kind, amount, balance_after, seq, created_at = row
+    return Entry(
+        id=ids.encode(ids.ENTRY, entry_id),
+        account=ids.encode(ids.ACCOUNT, account_id),
+        payment=_maybe(ids.PAYMENT, payment_id),
+        refund=_maybe(ids.REFUND, refund_id),
+        kind=kind,
+        amount=amount,
+        balance_after=balance_after,
+        seq=seq,
+        created_at=rfc3339(created_at),
+    )
+
+
+def _maybe(prefix: str, value: uuid.UUID | None) -> str | None:
+    return None if value is None else ids.encode(prefix, value)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(value: object) -> bytes:
+    return _encoder.encode(value)

@@ -1,0 +1,186 @@
+"""Test harness: a real PostgreSQL (the embedded one, started once per session, or
+PAYSVC_TEST_DATABASE_URL), a fresh database per session, and the app served by uvicorn on a
+loopback port in a background thread, reached with a real HTTP client."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from psycopg import sql
+
+from paysvc.api.app import create_app
+from paysvc.config import Settings
+from paysvc.db.embedded import EmbeddedPostgres
+from paysvc.db.migrate import migrate
+
+ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
+
+
+def _with_database(url: str, database: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = database
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """URL of a PostgreSQL server's maintenance database."""
+    external = os.environ.get("PAYSVC_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="paysvc-test-"))
+    embedded = EmbeddedPostgres(data_dir, database="postgres")
+    url = embedded.start()
+    with psycopg.connect(url, autocommit=True) as conn:
+        # Tests do not need durability across an OS crash; they do need speed.
+        conn.execute("ALTER SYSTEM SET synchronous_commit = off")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        yield url
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    name = f"paysvc_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _with_database(server_url, name)
+    migrate(url)
+    yield url
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    base_url: str
+    settings: Settings
+    database_url: str
+
+
+def start_server(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, str]:
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None,
+                            access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def app_server(database_url: str) -> Iterator[RunningServer]:
+    settings = Settings(database_url=database_url, admin_token=ADMIN_TOKEN, pool_size=12, rate_limit_per_s=0)
+    server, thread, base_url = start_server(settings)
+    yield RunningServer(base_url, settings, database_url)
+    server.should_exit = True
+    thread.join(timeout=15)
+
+
+@pytest.fixture
+async def http(app_server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=app_server.base_url, timeout=30, limits=limits) as client:
+        yield client
+
+
+class Api:
+    """A tenant's view of the API, with helpers that assert the happy path."""
+
+    def __init__(self, http: httpx.AsyncClient, key: str, tenant_id: str) -> None:
+        self.http = http
+        self.key = key
+        self.tenant_id = tenant_id
+        self.headers = {"Authorization": f"Bearer {key}"}
+
+    async def get(self, path: str, **params: Any) -> httpx.Response:
+        return await self.http.get(path, params=params, headers=self.headers)
+
+    async def post(self, path: str, json: Any = None, *, key: str | None = None,
+                   content: bytes | None = None) -> httpx.Response:
+        headers = dict(self.headers)
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        if content is not None:
+            return await self.http.post(path, content=content, headers={**headers, "Content-Type": "application/json"})
+        return await self.http.post(path, json=json, headers=headers)
+
+    async def put(self, path: str, json: Any) -> httpx.Response:
+        return await self.http.put(path, json=json, headers=self.headers)
+
+    async def account(self, currency: str = "USD", allow_negative: bool = False, **extra: Any) -> dict[str, Any]:
+        r = await self.post("/v1/accounts", {"currency": currency, "allow_negative": allow_negative, **extra})
+        assert r.status_code == 201, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    async def pay(self, source: str, destination: str, amount: int, currency: str = "USD",
+                  key: str | None = None, **extra: Any) -> httpx.Response:
+        body = {"amount": amount, "currency": currency, "source": source, "destination": destination, **extra}
+        return await self.post("/v1/payments", body, key=key or f"k-{uuid.uuid4().hex}")
+
+    async def funded_account(self, amount: int, currency: str = "USD") -> tuple[dict[str, Any], dict[str, Any]]:
+        """A customer account holding ``amount``, deposited from a fresh funding account."""
+        funding = await self.account(currency, allow_negative=True)
+        customer = await self.account(currency)
+        if amount:
+            r = await self.pay(funding["id"], customer["id"], amount, currency)
+            assert r.status_code == 201, r.text
+        return funding, customer
+
+    async def balance(self, account_id: str) -> dict[str, int]:
+        r = await self.get(f"/v1/accounts/{account_id}")
+        assert r.status_code == 200, r.text
+        balance: dict[str, int] = r.json()["balance"]
+        return balance
+
+
+async def new_tenant(http: httpx.AsyncClient, name: str = "acme") -> Api:
+    r = await http.post("/admin/v1/tenants", json={"name": name},
+                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    return Api(http, body["api_key"], body["id"])
+
+
+@pytest.fixture
+async def api(http: httpx.AsyncClient) -> Api:
+    return await new_tenant(http)
+
+
+@pytest.fixture
+async def other_api(http: httpx.AsyncClient) -> Api:
+    return await new_tenant(http, "globex")
+
+
+def db_rows(database_url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
