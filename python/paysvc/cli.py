@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,8 +39,16 @@ def database(settings: Settings) -> Iterator[str]:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal with the handler
+    # it found installed. Ours only notes it, so the embedded database is stopped before we exit 0.
+    stopped_by: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda number, _frame: stopped_by.append(number))
+
     with database(settings) as url:
         os.environ["PAYSVC_DATABASE_URL"] = url  # the worker processes read their settings from the env
+        if stopped_by:  # a signal came while the database was starting
+            return 0
         uvicorn.run(
             "paysvc.api.app:create_app_from_env",
             factory=True,

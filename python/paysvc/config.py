@@ -62,9 +62,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if value is not None and value != "":
                 raw[field.name] = value
         try:
-            return msgspec.convert(raw, cls, strict=False)
+            return msgspec.convert(raw, cls, strict=False, dec_hook=_decode_path)
         except msgspec.ValidationError as exc:
             raise SettingsError(f"invalid {ENV_PREFIX} setting: {exc}") from exc
+
+
+def _decode_path(kind: type, value: object) -> object:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(f"cannot read {kind} from the environment")
 
 
 def _require(condition: bool, message: str) -> None:

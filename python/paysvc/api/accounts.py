@@ -6,23 +6,24 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath
 
 from paysvc import _native, reads
 from paysvc.api.common import (
     IDEMPOTENT_WRITE_ERRORS,
     READ_ERRORS,
+    EngineDep,
     IdempotencyKey,
     Limit,
     StartingAfter,
+    TenantDep,
     from_core,
     json_response,
     outcome_response,
 )
 from paysvc.api.decode import decode_body
 from paysvc.api.schemas import AccountCreate
-from paysvc.ledger.engine import LedgerEngine
 from paysvc.resources import Account, AccountList, EntryList
-from paysvc.tenants import Tenant
 
 
 class AccountController(Controller):
@@ -37,7 +38,7 @@ class AccountController(Controller):
         responses={201: ResponseSpec(Account, description="The new account"), **IDEMPOTENT_WRITE_ERRORS},
     )
     async def create(
-        self, request: Request[Any, Any, Any], tenant: Tenant, engine: LedgerEngine,
+        self, request: Request[Any, Any, Any], tenant: TenantDep, engine: EngineDep,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[bytes]:
         body = decode_body(await request.body(), AccountCreate)
@@ -57,7 +58,7 @@ class AccountController(Controller):
         summary="Retrieve an account with its balance",
         responses={200: ResponseSpec(Account, description="The account"), **READ_ERRORS},
     )
-    async def retrieve(self, account_id: str, tenant: Tenant, engine: LedgerEngine) -> Response[bytes]:
+    async def retrieve(self, account_id: FromPath[str], tenant: TenantDep, engine: EngineDep) -> Response[bytes]:
         return json_response(await reads.get_account(engine.pool, tenant.id, account_id))
 
     @get(
@@ -66,7 +67,7 @@ class AccountController(Controller):
         responses={200: ResponseSpec(AccountList, description="A page of accounts"), **READ_ERRORS},
     )
     async def list_accounts(
-        self, tenant: Tenant, engine: LedgerEngine, limit: Limit = 10, starting_after: StartingAfter = None
+        self, tenant: TenantDep, engine: EngineDep, limit: Limit = 10, starting_after: StartingAfter = None
     ) -> Response[bytes]:
         return json_response(await reads.list_accounts(engine.pool, tenant.id, limit, starting_after))
 
@@ -76,7 +77,7 @@ class AccountController(Controller):
         responses={200: ResponseSpec(EntryList, description="A page of entries"), **READ_ERRORS},
     )
     async def entries(
-        self, account_id: str, tenant: Tenant, engine: LedgerEngine,
+        self, account_id: FromPath[str], tenant: TenantDep, engine: EngineDep,
         limit: Limit = 10, starting_after: StartingAfter = None,
     ) -> Response[bytes]:
         return json_response(await reads.list_entries(engine.pool, tenant.id, account_id, limit, starting_after))

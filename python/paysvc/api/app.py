@@ -6,6 +6,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any, cast
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "tenant": Provide(provide_tenant),
             "engine": Provide(provide_engine, sync_to_thread=False),
         },
-        middleware=[DefineMiddleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)],
+        middleware=[DefineMiddleware(cast(Any, RequestContextMiddleware), max_body_bytes=settings.max_body_bytes)],
         exception_handlers=HANDLERS,
         lifespan=[lifespan],
         openapi_config=openapi.config(),

@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter
 
 from paysvc._native import CoreError
 from paysvc.errors import ApiError, ErrorBody
+from paysvc.ledger.engine import LedgerEngine
 from paysvc.ledger.idempotency import Outcome
 from paysvc.resources import encode
+from paysvc.tenants import Tenant
 
 JSON = "application/json"
 
@@ -21,11 +24,14 @@ StartingAfter = Annotated[
 ]
 IdempotencyKey = Annotated[
     str | None,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         description="1..255 printable ASCII characters; makes the write safe to retry.",
     ),
 ]
+# Handler parameters filled by dependency injection (see app.py).
+TenantDep = NamedDependency[Tenant]
+EngineDep = NamedDependency[LedgerEngine]
 
 
 def json_response(value: object, status_code: int = 200) -> Response[bytes]:

@@ -14,6 +14,7 @@ from paysvc.ids import new_request_id
 
 log = logging.getLogger("paysvc.request")
 
+# Loose ASGI types: this middleware only reads a few well-known keys.
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -21,12 +22,23 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_KEY = "paysvc.request_id"
+UNSENT_ID_KEY = "paysvc.request_id_unsent"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def request_id_of(scope: Scope) -> str:
+def request_id_of(scope: Any) -> str:
     value = scope.get(REQUEST_ID_KEY)
-    return value if isinstance(value, str) else new_request_id()
+    if isinstance(value, str):
+        return value
+    # Requests that match no route never reach route middleware: give them an id here.
+    value = scope[REQUEST_ID_KEY] = new_request_id()
+    scope[UNSENT_ID_KEY] = True
+    return value
+
+
+def request_id_header_owed(scope: Any) -> bool:
+    """True when the middleware did not run, so the response itself must carry X-Request-Id."""
+    return bool(scope.get(UNSENT_ID_KEY))
 
 
 class RequestContextMiddleware:

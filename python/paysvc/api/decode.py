@@ -24,7 +24,7 @@ def decode_body(raw: bytes, struct: type[T]) -> T:
         raise ApiError("json_invalid", "The request body must be a JSON object.")
     decoder = _decoders.get(struct)
     if decoder is None:
-        decoder = _decoders[struct] = msgspec.json.Decoder(struct, strict=True)  # type: ignore[assignment]
+        decoder = _decoders[struct] = msgspec.json.Decoder(struct, strict=True)
     try:
         return decoder.decode(raw)  # type: ignore[return-value]
     except msgspec.ValidationError as exc:

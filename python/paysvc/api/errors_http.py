@@ -12,21 +12,24 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.exceptions.http_exceptions import MethodNotAllowedException
 from psycopg_pool import PoolTimeout
 
-from paysvc.api.context import request_id_of
-from paysvc.errors import ApiError, encode_error, service_unavailable
+from paysvc.api.context import request_id_header_owed, request_id_of
+from paysvc.errors import ApiError, service_unavailable
 
 log = logging.getLogger("paysvc.errors")
 
 JSON = "application/json"
 
 
-def error_response(error: ApiError, request_id: str) -> Response[bytes]:
+def error_response(error: ApiError, request: Request[Any, Any, Any]) -> Response[bytes]:
+    request_id = request_id_of(request.scope)
     headers = {} if error.retry_after_s is None else {"Retry-After": str(error.retry_after_s)}
+    if request_id_header_owed(request.scope):
+        headers["X-Request-Id"] = request_id
     return Response(content=error.body(request_id), status_code=error.status, media_type=JSON, headers=headers)
 
 
 def on_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[bytes]:
-    return error_response(exc, request_id_of(request.scope))
+    return error_response(exc, request)
 
 
 def on_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
@@ -36,11 +39,10 @@ def on_validation_error(request: Request[Any, Any, Any], exc: ValidationExceptio
     if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
         param = exc.extra[0].get("key")
         message = f"Invalid parameter {param}: {exc.extra[0].get('message', 'invalid value')}."
-    return error_response(ApiError("parameter_invalid", message, param=param), request_id_of(request.scope))
+    return error_response(ApiError("parameter_invalid", message, param=param), request)
 
 
 def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    request_id = request_id_of(request.scope)
     if isinstance(exc, NotFoundException):
         error = ApiError("resource_missing", f"Unrecognized request URL ({request.method} {request.url.path}).")
     elif isinstance(exc, MethodNotAllowedException):
@@ -53,13 +55,12 @@ def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respon
         error = ApiError("parameter_invalid", str(exc.detail))
     else:
         return on_unexpected(request, exc)
-    return error_response(error, request_id)
+    return error_response(error, request)
 
 
 def on_database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.warning("database unavailable: %s", exc, extra={"request_id": request_id_of(request.scope)})
-    return error_response(service_unavailable("The database is unavailable; retry shortly."),
-                          request_id_of(request.scope))
+    return error_response(service_unavailable("The database is unavailable; retry shortly."), request)
 
 
 def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -68,9 +69,8 @@ def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[b
         return on_database_unavailable(request, exc)
     log.error("unhandled error on %s %s (%s)", request.method, request.url.path, request_id,
               exc_info=exc, extra={"request_id": request_id})
-    body = encode_error("internal_error", f"An internal error occurred; quote {request_id} when reporting it.",
-                        None, request_id)
-    return Response(content=body, status_code=500, media_type=JSON)
+    error = ApiError("internal_error", f"An internal error occurred; quote {request_id} when reporting it.")
+    return error_response(error, request)
 
 
 HANDLERS: dict[type[Exception] | int, Any] = {

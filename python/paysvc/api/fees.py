@@ -8,12 +8,10 @@ from litestar import Controller, Request, Response, get, put
 from litestar.openapi.datastructures import ResponseSpec
 
 from paysvc import _native, reads
-from paysvc.api.common import READ_ERRORS, WRITE_ERRORS, from_core, json_response
+from paysvc.api.common import READ_ERRORS, WRITE_ERRORS, EngineDep, TenantDep, from_core, json_response
 from paysvc.api.decode import decode_body
 from paysvc.api.schemas import FeeScheduleIn
-from paysvc.ledger.engine import LedgerEngine
 from paysvc.resources import FeeScheduleOut
-from paysvc.tenants import Tenant
 
 
 class FeeScheduleController(Controller):
@@ -26,7 +24,7 @@ class FeeScheduleController(Controller):
         opt={"request_body": FeeScheduleIn},
         responses={200: ResponseSpec(FeeScheduleOut, description="The schedule"), **WRITE_ERRORS},
     )
-    async def replace(self, request: Request[Any, Any, Any], tenant: Tenant, engine: LedgerEngine) -> Response[bytes]:
+    async def replace(self, request: Request[Any, Any, Any], tenant: TenantDep, engine: EngineDep) -> Response[bytes]:
         body = decode_body(await request.body(), FeeScheduleIn)
         try:
             rules = _native.prepare_fee_schedule(
@@ -41,5 +39,5 @@ class FeeScheduleController(Controller):
         summary="The fee schedule",
         responses={200: ResponseSpec(FeeScheduleOut, description="The schedule"), **READ_ERRORS},
     )
-    async def retrieve(self, tenant: Tenant, engine: LedgerEngine) -> Response[bytes]:
+    async def retrieve(self, tenant: TenantDep, engine: EngineDep) -> Response[bytes]:
         return json_response(await reads.get_fee_schedule(engine.pool, tenant.id))

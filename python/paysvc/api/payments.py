@@ -6,15 +6,17 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 
 from paysvc import _native, reads
 from paysvc.api.common import (
     IDEMPOTENT_WRITE_ERRORS,
     READ_ERRORS,
+    EngineDep,
     IdempotencyKey,
     Limit,
     StartingAfter,
+    TenantDep,
     _spec,
     from_core,
     json_response,
@@ -22,9 +24,7 @@ from paysvc.api.common import (
 )
 from paysvc.api.decode import decode_body
 from paysvc.api.schemas import PaymentCreate
-from paysvc.ledger.engine import LedgerEngine
 from paysvc.resources import Payment, PaymentList, PaymentStatus
-from paysvc.tenants import Tenant
 
 PAYMENTS_PATH = "/v1/payments"
 
@@ -45,7 +45,7 @@ class PaymentController(Controller):
         },
     )
     async def create(
-        self, request: Request[Any, Any, Any], tenant: Tenant, engine: LedgerEngine,
+        self, request: Request[Any, Any, Any], tenant: TenantDep, engine: EngineDep,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[bytes]:
         body = decode_body(await request.body(), PaymentCreate)
@@ -75,7 +75,7 @@ class PaymentController(Controller):
         summary="Retrieve a payment",
         responses={200: ResponseSpec(Payment, description="The payment"), **READ_ERRORS},
     )
-    async def retrieve(self, payment_id: str, tenant: Tenant, engine: LedgerEngine) -> Response[bytes]:
+    async def retrieve(self, payment_id: FromPath[str], tenant: TenantDep, engine: EngineDep) -> Response[bytes]:
         return json_response(await reads.get_payment(engine.pool, tenant.id, payment_id))
 
     @get(
@@ -84,7 +84,7 @@ class PaymentController(Controller):
         responses={200: ResponseSpec(PaymentList, description="A page of payments"), **READ_ERRORS},
     )
     async def list_payments(
-        self, tenant: Tenant, engine: LedgerEngine, limit: Limit = 10, starting_after: StartingAfter = None,
+        self, tenant: TenantDep, engine: EngineDep, limit: Limit = 10, starting_after: StartingAfter = None,
         status: Annotated[PaymentStatus | None, Parameter(description="Only payments in this status.")] = None,
     ) -> Response[bytes]:
         return json_response(await reads.list_payments(engine.pool, tenant.id, limit, starting_after, status))

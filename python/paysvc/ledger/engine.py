@@ -34,6 +34,7 @@ from paysvc.resources import (
     FeeRuleOut,
     FeeScheduleOut,
     Payment,
+    PaymentStatus,
     account_from_row,
     encode,
 )
@@ -147,7 +148,10 @@ class LedgerEngine:
         if isinstance(now, Outcome):
             return now
         rows = await (await conn.execute(LOCK_ACCOUNTS, (tenant.id, lock_ids))).fetchall()
-        accounts = {row[0]: LockedAccount.from_row(row) for row in rows}
+        accounts: dict[uuid.UUID, LockedAccount] = {}
+        for row in rows:
+            account = LockedAccount.from_row(row)
+            accounts[account.id] = account
         for param, account_id, text in (("source", source, plan.source),
                                          ("destination", destination, plan.destination)):
             if account_id is None or account_id not in accounts:
@@ -179,7 +183,8 @@ class LedgerEngine:
                 assert fee_account is not None
                 postings.append(Posting(fee_account, "fee", fee))
             writes = apply(accounts, postings)
-            status, captured, expires_at = "succeeded", plan.amount, None
+            status: PaymentStatus = "succeeded"
+            captured, expires_at = plan.amount, None
         else:
             assert plan.expires_in_s is not None
             writes = apply(accounts, [], pending_deltas={source: plan.amount})

@@ -93,7 +93,8 @@ async def claim(
         )
     if status_code is None:  # only visible if a transaction committed a bare claim: never by design
         raise key_in_use()
-    return Outcome(status=int(status_code), body=bytes(body), replayed=True)
+    assert isinstance(status_code, int) and isinstance(body, bytes)
+    return Outcome(status=status_code, body=body, replayed=True)
 
 
 COMPLETE = (
