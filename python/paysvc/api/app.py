@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +26,7 @@ from paysvc.api.system import create_tenant, healthz, readyz
 from paysvc.config import Settings
 from paysvc.db.pool import make_pool
 from paysvc.db.retry import RetryPolicy
+from paysvc.ledger import housekeeping
 from paysvc.ledger.engine import EngineConfig, LedgerEngine
 from paysvc.logs import configure_logging
 
@@ -52,9 +55,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ))
         app.state.pool = pool
         app.state.engine = engine
+        purger = asyncio.create_task(housekeeping.run_forever(pool, engine.config.idempotency_retention))
         try:
             yield
         finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
             await pool.close()
 
     app = Litestar(

