@@ -1,0 +1,171 @@
+"""Type stubs for ``paysvc._native``, the Rust core (``rust/src``).
+
+Every function checks its arguments in a fixed order and raises ``CoreError`` for the first
+failure, for arguments of any type (wrong types too). Integers are minor units held as signed
+64-bit integers; a Python ``int`` outside that range is rejected, never silently wrapped.
+"""
+
+from typing import Final, final
+
+__all__ = [
+    "DEFAULT_EXPIRES_IN_S",
+    "MAX_AMOUNT_MINOR",
+    "MAX_EXPIRES_IN_S",
+    "MIN_EXPIRES_IN_S",
+    "AccountPlan",
+    "CoreError",
+    "FeeRule",
+    "PaymentPlan",
+    "check_idempotency_key",
+    "compute_fee",
+    "currency_exponent",
+    "fingerprint",
+    "normalize_currency",
+    "prepare_account",
+    "prepare_fee_schedule",
+    "prepare_payment",
+    "validate_metadata",
+]
+
+MAX_AMOUNT_MINOR: Final[int]
+"""The largest amount (and fixed fee, minimum and maximum fee), in minor units: 10**15."""
+MAX_EXPIRES_IN_S: Final[int]
+"""The longest a hold may last: 2_592_000 seconds (30 days)."""
+MIN_EXPIRES_IN_S: Final[int]
+"""The shortest a hold may last: 60 seconds."""
+DEFAULT_EXPIRES_IN_S: Final[int]
+"""How long a hold lasts when ``expires_in_s`` is not given: 604_800 seconds (7 days)."""
+
+@final
+class CoreError(ValueError):
+    """A rejected input. ``str(error) == error.message``; ``error.args == (code, param, message)``."""
+
+    def __init__(self, code: str, param: str | None, message: str) -> None: ...
+    @property
+    def code(self) -> str:
+        """Machine-readable code, e.g. ``"amount_invalid"``."""
+    @property
+    def param(self) -> str | None:
+        """The field concerned, e.g. ``"amount"``, ``"rules[2].currency"`` or ``"Idempotency-Key"``."""
+    @property
+    def message(self) -> str:
+        """A sentence for the API user."""
+
+def currency_exponent(code: str) -> int:
+    """Decimal places of the minor unit of an ISO 4217 currency (any case): USD 2, JPY 0, KWD 3, CLF 4."""
+
+def normalize_currency(code: str) -> str:
+    """The upper-case ISO 4217 code; ``CoreError("currency_invalid", "currency")`` if unknown."""
+
+def compute_fee(
+    amount_minor: int, percent_bps: int, fixed_minor: int, min_minor: int | None, max_minor: int | None
+) -> int:
+    """``round_half_even(amount * percent_bps / 10000) + fixed``, raised to ``min``, then lowered to ``max``."""
+
+def fingerprint(method: str, path: str, body: object) -> str:
+    """Lower-case hex SHA-256 of ``METHOD + "\\n" + path + "\\n" + canonical JSON of body``.
+
+    The canonical JSON equals ``json.dumps(body, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)``. ``body`` may hold ``None``, ``bool``, 64-bit ``int``, ``str``, ``list``,
+    ``tuple`` and ``dict`` with ``str`` keys, nested at most 32 deep. ``method`` must be ASCII.
+    """
+
+def check_idempotency_key(key: str | None, required: bool) -> None:
+    """A key is 1..255 printable ASCII characters; ``None`` is allowed unless ``required``."""
+
+def validate_metadata(metadata: dict[str, str] | None) -> None:
+    """At most 50 keys of 1..40 characters, each value a string of at most 500 characters."""
+
+@final
+class PaymentPlan:
+    """A checked payment request."""
+
+    @property
+    def amount(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def destination(self) -> str: ...
+    @property
+    def capture(self) -> bool: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def metadata(self) -> dict[str, str]:
+        """A new dict on every access."""
+    @property
+    def expires_in_s(self) -> int | None:
+        """Seconds until a hold expires; ``None`` for a captured payment."""
+    @property
+    def fee(self) -> int | None:
+        """The fee of a captured payment; ``None`` for a hold."""
+    @property
+    def net(self) -> int | None:
+        """``amount - fee`` for a captured payment; ``None`` for a hold."""
+    @property
+    def fingerprint(self) -> str: ...
+
+def prepare_payment(
+    *,
+    path: str,
+    amount: int,
+    currency: str,
+    source: str,
+    destination: str,
+    capture: bool = True,
+    description: str | None = None,
+    metadata: dict[str, str] | None = None,
+    expires_in_s: int | None = None,
+    fee_rule: tuple[int, int, int | None, int | None] | None = None,
+    idempotency_key: str | None = None,
+    require_idempotency_key: bool = True,
+) -> PaymentPlan:
+    """Checks, in order: amount, currency, source and destination, description, metadata,
+    capture and expires_in_s, the fee (``fee_rule`` is ``(percent_bps, fixed, min, max)``),
+    the idempotency key, and fingerprints the request."""
+
+@final
+class AccountPlan:
+    """A checked account creation request."""
+
+    @property
+    def currency(self) -> str: ...
+    @property
+    def allow_negative(self) -> bool: ...
+    @property
+    def metadata(self) -> dict[str, str]:
+        """A new dict on every access."""
+    @property
+    def fingerprint(self) -> str: ...
+
+def prepare_account(
+    *,
+    currency: str,
+    allow_negative: bool = False,
+    metadata: dict[str, str] | None = None,
+    idempotency_key: str | None = None,
+) -> AccountPlan:
+    """Checks currency, allow_negative, metadata and the (optional) key; fingerprints the request."""
+
+@final
+class FeeRule:
+    """One checked rule of a fee schedule."""
+
+    @property
+    def currency(self) -> str: ...
+    @property
+    def percent_bps(self) -> int: ...
+    @property
+    def fixed(self) -> int: ...
+    @property
+    def min(self) -> int | None: ...
+    @property
+    def max(self) -> int | None: ...
+
+def prepare_fee_schedule(rules: list[tuple[str, int, int, int | None, int | None]]) -> list[FeeRule]:
+    """At most 200 ``(currency, percent_bps, fixed, min, max)`` rules, one per currency; sorted by currency."""
+
+def _panic_for_tests() -> None:
+    """Panics inside the core; raises ``CoreError("internal_error", None, ...)``. For tests only."""

@@ -1,0 +1,488 @@
+//! `paysvc._native`: the Python binding of the paysvc core.
+//!
+//! This file only translates. Every argument is read into a plain [`Value`] (reading never
+//! fails), the core modules apply the rules, and a [`CoreError`] becomes the Python exception
+//! `paysvc._native.CoreError`. No Python object is kept past a call, the GIL is held throughout
+//! (calls take microseconds), and a panic becomes `CoreError("internal_error")`.
+
+pub mod currency;
+pub mod errors;
+pub mod fees;
+pub mod fingerprint;
+pub mod plans;
+pub mod validate;
+pub mod value;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple};
+
+use crate::errors::{CoreError, CoreResult, catch_panics, py_repr};
+use crate::value::{MAX_DEPTH, Value};
+
+/// `CoreError(code, param, message)`: a rejected input. `str(error)` is the message.
+#[pyclass(extends = PyValueError, frozen, name = "CoreError", module = "paysvc._native")]
+struct PyCoreError {
+    #[pyo3(get)]
+    code: String,
+    #[pyo3(get)]
+    param: Option<String>,
+    #[pyo3(get)]
+    message: String,
+}
+
+#[pymethods]
+impl PyCoreError {
+    #[new]
+    #[pyo3(signature = (code, param, message))]
+    fn new(code: String, param: Option<String>, message: String) -> Self {
+        PyCoreError {
+            code,
+            param,
+            message,
+        }
+    }
+
+    /// Sets `args` to `(code, param, message)`; keyword arguments are accepted too.
+    #[pyo3(signature = (code, param, message))]
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        code: String,
+        param: Option<String>,
+        message: String,
+    ) -> PyResult<()> {
+        slf.setattr("args", (code, param, message))
+    }
+
+    fn __str__(&self) -> &str {
+        &self.message
+    }
+
+    fn __repr__(&self) -> String {
+        let param = self.param.as_deref().map_or("None".to_owned(), py_repr);
+        format!(
+            "CoreError({}, {}, {})",
+            py_repr(&self.code),
+            param,
+            py_repr(&self.message)
+        )
+    }
+}
+
+/// The Python exception for `error`, with `args == (code, param, message)`.
+fn to_py_err(py: Python<'_>, error: CoreError) -> PyErr {
+    let args = (error.code, error.param.clone(), error.message.clone());
+    let exc = PyCoreError {
+        code: error.code.to_owned(),
+        param: error.param,
+        message: error.message,
+    };
+    match Bound::new(py, exc) {
+        Ok(obj) => match obj.setattr("args", args) {
+            Ok(()) => PyErr::from_value(obj.into_any()),
+            Err(e) => e,
+        },
+        Err(e) => e,
+    }
+}
+
+/// Runs a core call: its `CoreError` or a panic becomes a Python `CoreError`.
+fn run<T>(py: Python<'_>, f: impl FnOnce() -> CoreResult<T>) -> PyResult<T> {
+    catch_panics(f).map_err(|e| to_py_err(py, e))
+}
+
+/// Reads a Python object into a [`Value`]. `depth` counts the containers around `obj`, and
+/// `open` holds the containers being read (a container inside itself is `TooDeep`).
+fn to_value(
+    obj: &Bound<'_, PyAny>,
+    depth: usize,
+    open: &mut Vec<*mut pyo3::ffi::PyObject>,
+) -> Value {
+    if obj.is_none() {
+        return Value::None;
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Value::Bool(b.is_true());
+    }
+    if obj.is_instance_of::<PyInt>() {
+        return obj.extract::<i64>().map_or(Value::BigInt, Value::Int);
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return s
+            .to_str()
+            .map_or(Value::InvalidStr, |s| Value::Str(s.to_owned()));
+    }
+    let is_list = obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>();
+    let dict = obj.cast::<PyDict>().ok();
+    if !is_list && dict.is_none() {
+        let name = obj
+            .get_type()
+            .name()
+            .map_or_else(|_| "object".to_owned(), |n| n.to_string());
+        return Value::Unsupported(name);
+    }
+    if depth >= MAX_DEPTH || open.contains(&obj.as_ptr()) {
+        return Value::TooDeep;
+    }
+    open.push(obj.as_ptr());
+    let value = if let Some(dict) = dict {
+        Value::Dict(
+            dict.iter()
+                .map(|(k, v)| (to_value(&k, depth + 1, open), to_value(&v, depth + 1, open)))
+                .collect(),
+        )
+    } else if let Ok(list) = obj.cast::<PyList>() {
+        Value::List(list.iter().map(|x| to_value(&x, depth + 1, open)).collect())
+    } else {
+        let tuple = obj.cast::<PyTuple>().expect("checked above");
+        Value::List(
+            tuple
+                .iter()
+                .map(|x| to_value(&x, depth + 1, open))
+                .collect(),
+        )
+    };
+    open.pop();
+    value
+}
+
+/// An argument of any type, read into a [`Value`].
+struct Arg(Value);
+
+impl Arg {
+    const NONE: Arg = Arg(Value::None);
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Arg {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let read = catch_unwind(AssertUnwindSafe(|| to_value(&obj, 0, &mut Vec::new())));
+        read.map(Arg)
+            .map_err(|_| to_py_err(obj.py(), CoreError::internal()))
+    }
+}
+
+fn metadata_dict<'py>(
+    py: Python<'py>,
+    entries: &[(String, String)],
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for (k, v) in entries {
+        dict.set_item(k, v)?;
+    }
+    Ok(dict)
+}
+
+/// The number of decimal places of a currency's minor unit (`currency_invalid` if unknown).
+#[pyfunction]
+fn currency_exponent(py: Python<'_>, code: Arg) -> PyResult<u8> {
+    run(py, || currency::exponent_value(&code.0, "currency"))
+}
+
+/// The upper-case ISO 4217 code (`currency_invalid` if unknown).
+#[pyfunction]
+fn normalize_currency(py: Python<'_>, code: Arg) -> PyResult<&'static str> {
+    run(py, || currency::normalize_value(&code.0, "currency"))
+}
+
+/// `clamp(round_half_even(amount * percent_bps / 10000) + fixed, min, max)` in minor units.
+#[pyfunction]
+fn compute_fee(
+    py: Python<'_>,
+    amount_minor: Arg,
+    percent_bps: Arg,
+    fixed_minor: Arg,
+    min_minor: Arg,
+    max_minor: Arg,
+) -> PyResult<i64> {
+    run(py, || {
+        fees::compute_fee(
+            &amount_minor.0,
+            &percent_bps.0,
+            &fixed_minor.0,
+            &min_minor.0,
+            &max_minor.0,
+        )
+    })
+}
+
+/// Lower-case hex SHA-256 of `METHOD\npath\n` + the canonical JSON of `body`.
+#[pyfunction(name = "fingerprint")]
+fn py_fingerprint(py: Python<'_>, method: Arg, path: Arg, body: Arg) -> PyResult<String> {
+    run(py, || {
+        fingerprint::fingerprint_values(&method.0, &path.0, &body.0)
+    })
+}
+
+/// Checks an Idempotency-Key header value (`None` when absent).
+#[pyfunction]
+fn check_idempotency_key(py: Python<'_>, key: Arg, required: Arg) -> PyResult<()> {
+    run(py, || {
+        let required = validate::bool_param(&required.0, "required")?;
+        validate::check_idempotency_key_value(&key.0, required)
+    })
+}
+
+/// Checks metadata: at most 50 keys of 1..40 characters, string values of at most 500.
+#[pyfunction]
+fn validate_metadata(py: Python<'_>, metadata: Arg) -> PyResult<()> {
+    run(py, || validate::validate_metadata(&metadata.0).map(drop))
+}
+
+/// A checked payment, ready for the ledger.
+#[pyclass(frozen, name = "PaymentPlan", module = "paysvc._native")]
+struct PyPaymentPlan(plans::PaymentPlan);
+
+#[pymethods]
+impl PyPaymentPlan {
+    #[getter]
+    fn amount(&self) -> i64 {
+        self.0.amount
+    }
+    #[getter]
+    fn currency(&self) -> &'static str {
+        self.0.currency
+    }
+    #[getter]
+    fn source(&self) -> &str {
+        &self.0.source
+    }
+    #[getter]
+    fn destination(&self) -> &str {
+        &self.0.destination
+    }
+    #[getter]
+    fn capture(&self) -> bool {
+        self.0.capture
+    }
+    #[getter]
+    fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+    /// A new dict on every access.
+    #[getter]
+    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        metadata_dict(py, &self.0.metadata)
+    }
+    #[getter]
+    fn expires_in_s(&self) -> Option<i64> {
+        self.0.expires_in_s
+    }
+    #[getter]
+    fn fee(&self) -> Option<i64> {
+        self.0.fee
+    }
+    #[getter]
+    fn net(&self) -> Option<i64> {
+        self.0.net
+    }
+    #[getter]
+    fn fingerprint(&self) -> &str {
+        &self.0.fingerprint
+    }
+    fn __repr__(&self) -> String {
+        let p = &self.0;
+        format!(
+            "PaymentPlan(amount={}, currency='{}', source={}, destination={}, capture={}, fee={}, \
+             net={}, expires_in_s={})",
+            p.amount,
+            p.currency,
+            py_repr(&p.source),
+            py_repr(&p.destination),
+            if p.capture { "True" } else { "False" },
+            opt_repr(p.fee),
+            opt_repr(p.net),
+            opt_repr(p.expires_in_s),
+        )
+    }
+}
+
+fn opt_repr(v: Option<i64>) -> String {
+    v.map_or("None".to_owned(), |v| v.to_string())
+}
+
+/// Checks a payment request; the first failure (in a fixed order) is raised as `CoreError`.
+#[pyfunction]
+#[pyo3(
+    signature = (
+        *, path, amount, currency, source, destination, capture = Arg(Value::Bool(true)),
+        description = Arg::NONE, metadata = Arg::NONE, expires_in_s = Arg::NONE,
+        fee_rule = Arg::NONE, idempotency_key = Arg::NONE,
+        require_idempotency_key = Arg(Value::Bool(true))
+    ),
+    text_signature = "(*, path, amount, currency, source, destination, capture=True, description=None, metadata=None, expires_in_s=None, fee_rule=None, idempotency_key=None, require_idempotency_key=True)"
+)]
+#[allow(clippy::too_many_arguments)]
+fn prepare_payment(
+    py: Python<'_>,
+    path: Arg,
+    amount: Arg,
+    currency: Arg,
+    source: Arg,
+    destination: Arg,
+    capture: Arg,
+    description: Arg,
+    metadata: Arg,
+    expires_in_s: Arg,
+    fee_rule: Arg,
+    idempotency_key: Arg,
+    require_idempotency_key: Arg,
+) -> PyResult<PyPaymentPlan> {
+    let request = plans::PaymentRequest {
+        path: path.0,
+        amount: amount.0,
+        currency: currency.0,
+        source: source.0,
+        destination: destination.0,
+        capture: capture.0,
+        description: description.0,
+        metadata: metadata.0,
+        expires_in_s: expires_in_s.0,
+        fee_rule: fee_rule.0,
+        idempotency_key: idempotency_key.0,
+        require_idempotency_key: require_idempotency_key.0,
+    };
+    run(py, || plans::prepare_payment(&request)).map(PyPaymentPlan)
+}
+
+/// A checked account creation.
+#[pyclass(frozen, name = "AccountPlan", module = "paysvc._native")]
+struct PyAccountPlan(plans::AccountPlan);
+
+#[pymethods]
+impl PyAccountPlan {
+    #[getter]
+    fn currency(&self) -> &'static str {
+        self.0.currency
+    }
+    #[getter]
+    fn allow_negative(&self) -> bool {
+        self.0.allow_negative
+    }
+    /// A new dict on every access.
+    #[getter]
+    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        metadata_dict(py, &self.0.metadata)
+    }
+    #[getter]
+    fn fingerprint(&self) -> &str {
+        &self.0.fingerprint
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "AccountPlan(currency='{}', allow_negative={})",
+            self.0.currency,
+            if self.0.allow_negative {
+                "True"
+            } else {
+                "False"
+            }
+        )
+    }
+}
+
+/// Checks an account creation request.
+#[pyfunction]
+#[pyo3(
+    signature = (
+        *, currency, allow_negative = Arg(Value::Bool(false)), metadata = Arg::NONE,
+        idempotency_key = Arg::NONE
+    ),
+    text_signature = "(*, currency, allow_negative=False, metadata=None, idempotency_key=None)"
+)]
+fn prepare_account(
+    py: Python<'_>,
+    currency: Arg,
+    allow_negative: Arg,
+    metadata: Arg,
+    idempotency_key: Arg,
+) -> PyResult<PyAccountPlan> {
+    let request = plans::AccountRequest {
+        currency: currency.0,
+        allow_negative: allow_negative.0,
+        metadata: metadata.0,
+        idempotency_key: idempotency_key.0,
+    };
+    run(py, || plans::prepare_account(&request)).map(PyAccountPlan)
+}
+
+/// One rule of a fee schedule.
+#[pyclass(frozen, name = "FeeRule", module = "paysvc._native")]
+struct PyFeeRule(plans::ScheduleRule);
+
+#[pymethods]
+impl PyFeeRule {
+    #[getter]
+    fn currency(&self) -> &'static str {
+        self.0.currency
+    }
+    #[getter]
+    fn percent_bps(&self) -> i64 {
+        self.0.rule.percent_bps
+    }
+    #[getter]
+    fn fixed(&self) -> i64 {
+        self.0.rule.fixed
+    }
+    #[getter]
+    fn min(&self) -> Option<i64> {
+        self.0.rule.min
+    }
+    #[getter]
+    fn max(&self) -> Option<i64> {
+        self.0.rule.max
+    }
+    fn __repr__(&self) -> String {
+        let r = &self.0.rule;
+        format!(
+            "FeeRule(currency='{}', percent_bps={}, fixed={}, min={}, max={})",
+            self.0.currency,
+            r.percent_bps,
+            r.fixed,
+            opt_repr(r.min),
+            opt_repr(r.max)
+        )
+    }
+}
+
+/// Checks a fee schedule of `(currency, percent_bps, fixed, min, max)` rules; sorted by currency.
+#[pyfunction]
+fn prepare_fee_schedule(py: Python<'_>, rules: Arg) -> PyResult<Vec<PyFeeRule>> {
+    run(py, || plans::prepare_fee_schedule(&rules.0))
+        .map(|v| v.into_iter().map(PyFeeRule).collect())
+}
+
+/// Panics inside the core, to show that a panic reaches Python as `CoreError("internal_error")`.
+#[pyfunction]
+fn _panic_for_tests(py: Python<'_>) -> PyResult<()> {
+    run(py, || -> CoreResult<()> {
+        panic!("deliberate panic for tests")
+    })
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyCoreError>()?;
+    m.add_class::<PyPaymentPlan>()?;
+    m.add_class::<PyAccountPlan>()?;
+    m.add_class::<PyFeeRule>()?;
+    m.add("MAX_AMOUNT_MINOR", fees::MAX_AMOUNT_MINOR)?;
+    m.add("MAX_EXPIRES_IN_S", plans::MAX_EXPIRES_IN_S)?;
+    m.add("MIN_EXPIRES_IN_S", plans::MIN_EXPIRES_IN_S)?;
+    m.add("DEFAULT_EXPIRES_IN_S", plans::DEFAULT_EXPIRES_IN_S)?;
+    m.add_function(wrap_pyfunction!(currency_exponent, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize_currency, m)?)?;
+    m.add_function(wrap_pyfunction!(compute_fee, m)?)?;
+    m.add_function(wrap_pyfunction!(py_fingerprint, m)?)?;
+    m.add_function(wrap_pyfunction!(check_idempotency_key, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_metadata, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_payment, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_account, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_fee_schedule, m)?)?;
+    // Private: set as an attribute so that it stays out of `__all__`.
+    m.setattr("_panic_for_tests", wrap_pyfunction!(_panic_for_tests, m)?)?;
+    Ok(())
+}
