@@ -7,7 +7,7 @@ encodes its answer inside the write transaction so the idempotency record stores
 from __future__ import annotations
 
 import uuid
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -17,7 +17,6 @@ from paysvc.timefmt import rfc3339, rfc3339_or_none
 Metadata = dict[str, str]
 
 PaymentStatus = Literal["requires_capture", "succeeded", "canceled", "failed"]
-PAYMENT_STATUSES: Final = ("requires_capture", "succeeded", "canceled", "failed")
 
 
 class Balance(msgspec.Struct, kw_only=True):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Request, Response
+from litestar import Response
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
@@ -45,10 +45,6 @@ def outcome_response(outcome: Outcome) -> Response[bytes]:
 
 def from_core(error: CoreError) -> ApiError:
     return ApiError(error.code, error.message, param=error.param)
-
-
-async def raw_body(request: Request[Any, Any, Any]) -> bytes:
-    return await request.body()
 
 
 def _spec(description: str) -> ResponseSpec:

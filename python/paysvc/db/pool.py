@@ -12,6 +12,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from paysvc.config import Settings
+from paysvc.db.dialect import configure_session
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,9 @@ Pool = AsyncConnectionPool[psycopg.AsyncConnection[tuple[object, ...]]]
 
 
 def make_pool(settings: Settings, url: str) -> Pool:
+    async def configure(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        await configure_session(conn)
+
     return AsyncConnectionPool(
         url,
         min_size=settings.pool_size,
@@ -33,6 +37,7 @@ def make_pool(settings: Settings, url: str) -> Pool:
             "connect_timeout": settings.connect_timeout_s,
             "options": session_options(settings),
         },
+        configure=configure,
         name="paysvc",
     )
 

@@ -27,7 +27,7 @@ from paysvc.errors import ApiError, not_found
 from paysvc.ledger import idempotency
 from paysvc.ledger.idempotency import InFlight, Outcome
 from paysvc.ledger.locks import AccountLocks
-from paysvc.ledger.postings import LOCK_ACCOUNTS, LockedAccount, Posting, Writes, apply, no_writes
+from paysvc.ledger.postings import LOCK_ACCOUNTS, Posting, Writes, apply, lock_rows_of_tenant, no_writes
 from paysvc.resources import (
     Account,
     Balance,
@@ -147,11 +147,8 @@ class LedgerEngine:
         now = await self._claim(conn, tenant, key, plan.fingerprint)
         if isinstance(now, Outcome):
             return now
-        rows = await (await conn.execute(LOCK_ACCOUNTS, (tenant.id, lock_ids))).fetchall()
-        accounts: dict[uuid.UUID, LockedAccount] = {}
-        for row in rows:
-            account = LockedAccount.from_row(row)
-            accounts[account.id] = account
+        rows = await (await conn.execute(LOCK_ACCOUNTS, (lock_ids,))).fetchall()
+        accounts = lock_rows_of_tenant(rows, tenant.id)
         for param, account_id, text in (("source", source, plan.source),
                                          ("destination", destination, plan.destination)):
             if account_id is None or account_id not in accounts:

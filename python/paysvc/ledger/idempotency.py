@@ -26,6 +26,10 @@ LOOKUP = (
     "FROM idempotency_keys WHERE tenant_id = %s AND idem_key = %s"
 )
 FORGET = "DELETE FROM idempotency_keys WHERE tenant_id = %s AND idem_key = %s"
+COMPLETE = (
+    "UPDATE idempotency_keys SET status_code = %s, response_body = %s, payment_id = %s "
+    "WHERE tenant_id = %s AND idem_key = %s"
+)
 PURGE = (
     "DELETE FROM idempotency_keys WHERE (tenant_id, idem_key) IN ("
     "SELECT tenant_id, idem_key FROM idempotency_keys WHERE created_at < now() - %s LIMIT %s)"
@@ -96,11 +100,6 @@ async def claim(
     assert isinstance(status_code, int) and isinstance(body, bytes)
     return Outcome(status=status_code, body=body, replayed=True)
 
-
-COMPLETE = (
-    "UPDATE idempotency_keys SET status_code = %s, response_body = %s, payment_id = %s "
-    "WHERE tenant_id = %s AND idem_key = %s"
-)
 
 
 def _timestamp(row: tuple[Any, ...]) -> datetime:

@@ -14,15 +14,18 @@ from paysvc import ids
 
 EntryKind = Literal["payment", "fee", "refund"]
 
+# By primary key only (the caller drops rows of other tenants): a lookup through the tenant index
+# would take SSI predicate locks on all of the tenant's index pages and conflict with every payment.
 LOCK_ACCOUNTS = (
-    "SELECT id, currency, allow_negative, posted, pending, entry_seq FROM accounts "
-    "WHERE tenant_id = %s AND id = ANY(%s) ORDER BY id FOR UPDATE"
+    "SELECT id, tenant_id, currency, allow_negative, posted, pending, entry_seq FROM accounts "
+    "WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
 )
 
 
 @dataclass(slots=True)
 class LockedAccount:
     id: uuid.UUID
+    tenant_id: uuid.UUID
     currency: str
     allow_negative: bool
     posted: int
@@ -36,6 +39,16 @@ class LockedAccount:
     @property
     def available(self) -> int:
         return self.posted - self.pending
+
+
+def lock_rows_of_tenant(rows: list[tuple[Any, ...]], tenant_id: uuid.UUID) -> dict[uuid.UUID, LockedAccount]:
+    """The locked accounts of this tenant; another tenant's account counts as missing."""
+    accounts: dict[uuid.UUID, LockedAccount] = {}
+    for row in rows:
+        account = LockedAccount.from_row(row)
+        if account.tenant_id == tenant_id:
+            accounts[account.id] = account
+    return accounts
 
 
 @dataclass(frozen=True, slots=True)
