@@ -180,34 +180,14 @@ class LedgerEngine:
                 assert fee_account is not None
                 postings.append(Posting(fee_account, "fee", fee))
             writes = apply(accounts, postings)
-            status: PaymentStatus = "succeeded"
-            captured, expires_at = plan.amount, None
+            payment = _new_payment(plan, payment_id, now, "succeeded", captured=plan.amount)
         else:
             assert plan.expires_in_s is not None
             writes = apply(accounts, [], pending_deltas={source: plan.amount})
-            status, captured = "requires_capture", 0
-            expires_at = now + timedelta(seconds=plan.expires_in_s)
-        payment = Payment(
-            id=ids.encode(ids.PAYMENT, payment_id),
-            amount=plan.amount,
-            amount_captured=captured,
-            amount_refunded=0,
-            fee=plan.fee,
-            net=plan.net,
-            currency=plan.currency,
-            source=plan.source,
-            destination=plan.destination,
-            status=status,
-            failure_code=None,
-            cancellation_reason=None,
-            description=plan.description,
-            metadata=dict(plan.metadata),
-            created_at=rfc3339(now),
-            expires_at=None if expires_at is None else rfc3339(expires_at),
-        )
+            payment = _new_payment(plan, payment_id, now, "requires_capture",
+                                   expires_at=now + timedelta(seconds=plan.expires_in_s))
         body = encode(payment)
-        await self._write_payment(conn, tenant, key, plan, payment_id, payment, now, expires_at, writes,
-                                  201, body)
+        await self._write_payment(conn, tenant, key, payment_id, payment, writes, 201, body)
         return Outcome(201, body)
 
     async def _decline(
@@ -220,24 +200,7 @@ class LedgerEngine:
         now: datetime,
         request_id: str,
     ) -> Outcome:
-        payment = Payment(
-            id=ids.encode(ids.PAYMENT, payment_id),
-            amount=plan.amount,
-            amount_captured=0,
-            amount_refunded=0,
-            fee=None,
-            net=None,
-            currency=plan.currency,
-            source=plan.source,
-            destination=plan.destination,
-            status="failed",
-            failure_code="insufficient_funds",
-            cancellation_reason=None,
-            description=plan.description,
-            metadata=dict(plan.metadata),
-            created_at=rfc3339(now),
-            expires_at=None,
-        )
+        payment = _new_payment(plan, payment_id, now, "failed", failure_code="insufficient_funds")
         error = ApiError(
             "insufficient_funds",
             f"The source account {plan.source} does not have {plan.amount} {plan.currency} available.",
@@ -245,8 +208,7 @@ class LedgerEngine:
             payment=payment.id,
         )
         body = error.body(request_id)
-        await self._write_payment(conn, tenant, key, plan, payment_id, payment, now, None, no_writes(),
-                                  402, body)
+        await self._write_payment(conn, tenant, key, payment_id, payment, no_writes(), 402, body)
         return Outcome(402, body)
 
     async def _write_payment(
@@ -254,31 +216,29 @@ class LedgerEngine:
         conn: Conn,
         tenant: Tenant,
         key: str,
-        plan: PaymentPlan,
         payment_id: uuid.UUID,
         payment: Payment,
-        now: datetime,
-        expires_at: datetime | None,
         writes: Writes,
         status_code: int,
         body: bytes,
     ) -> None:
+        """One statement: the payment row, its balance changes and entries, the idempotency record."""
         params: dict[str, Any] = {
             "id": payment_id,
             "tenant": tenant.id,
-            "amount": plan.amount,
+            "amount": payment.amount,
             "captured": payment.amount_captured,
             "fee": payment.fee,
             "net": payment.net,
-            "currency": plan.currency,
-            "source": ids.decode(ids.ACCOUNT, plan.source),
-            "destination": ids.decode(ids.ACCOUNT, plan.destination),
+            "currency": payment.currency,
+            "source": ids.decode(ids.ACCOUNT, payment.source),
+            "destination": ids.decode(ids.ACCOUNT, payment.destination),
             "status": payment.status,
             "failure_code": payment.failure_code,
-            "description": plan.description,
+            "description": payment.description,
             "metadata": Jsonb(payment.metadata),
-            "created_at": now,
-            "expires_at": expires_at,
+            "created_at": payment.created_at,
+            "expires_at": payment.expires_at,
             "status_code": status_code,
             "body": body,
             "key": key,
@@ -378,3 +338,35 @@ class LedgerEngine:
         body = error.body(request_id)
         await conn.execute(idempotency.COMPLETE, (error.status, body, None, tenant.id, key))
         return Outcome(error.status, body)
+
+
+def _new_payment(
+    plan: PaymentPlan,
+    payment_id: uuid.UUID,
+    now: datetime,
+    status: PaymentStatus,
+    *,
+    captured: int = 0,
+    expires_at: datetime | None = None,
+    failure_code: str | None = None,
+) -> Payment:
+    """The payment as created: fee and net only once money moved (a capture)."""
+    moved = status == "succeeded"
+    return Payment(
+        id=ids.encode(ids.PAYMENT, payment_id),
+        amount=plan.amount,
+        amount_captured=captured,
+        amount_refunded=0,
+        fee=plan.fee if moved else None,
+        net=plan.net if moved else None,
+        currency=plan.currency,
+        source=plan.source,
+        destination=plan.destination,
+        status=status,
+        failure_code=failure_code,
+        cancellation_reason=None,
+        description=plan.description,
+        metadata=dict(plan.metadata),
+        created_at=rfc3339(now),
+        expires_at=None if expires_at is None else rfc3339(expires_at),
+    )
