@@ -42,10 +42,9 @@ def request_id_header_owed(scope: Any) -> bool:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, body_limits: dict[str, int] | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.body_limits = body_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,7 +63,7 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        limit = self.body_limits.get(scope["path"], self.max_body_bytes)
+        limit = self.max_body_bytes
         if scope["method"] in _BODY_METHODS:
             length = _content_length(scope)
             too_large = length is not None and length > limit
