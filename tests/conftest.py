@@ -4,6 +4,8 @@ loopback port in a background thread, reached with a real HTTP client."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
 import socket
@@ -22,6 +24,7 @@ import pytest
 import uvicorn
 from psycopg import sql
 
+from paysvc import ids
 from paysvc.api.app import create_app
 from paysvc.config import Settings
 from paysvc.db.embedded import EmbeddedPostgres
@@ -94,6 +97,27 @@ def start_server(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, 
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
     return server, thread, f"http://127.0.0.1:{port}"
+
+
+@contextlib.asynccontextmanager
+async def extra_server(settings: Settings) -> AsyncIterator[str]:
+    """Another app server with its own settings (a small pool, a rate limit, …); yields its URL."""
+    server, thread, base_url = await asyncio.to_thread(start_server, settings)
+    try:
+        yield base_url
+    finally:
+        server.should_exit = True
+        await asyncio.to_thread(thread.join, 15)
+
+
+@contextlib.asynccontextmanager
+async def account_row_locked(database_url: str, account_id: str) -> AsyncIterator[None]:
+    """Hold the account's row lock, so a payment touching it waits inside its transaction."""
+    async with await psycopg.AsyncConnection.connect(database_url) as blocker:
+        await blocker.execute("SELECT 1 FROM accounts WHERE id = %s FOR UPDATE",
+                              (ids.decode(ids.ACCOUNT, account_id),))
+        yield
+        await blocker.rollback()
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import httpx
 import psycopg
 
-from conftest import ADMIN_TOKEN, Api, RunningServer, new_tenant, start_server
+from conftest import ADMIN_TOKEN, Api, RunningServer, extra_server, new_tenant
 from paysvc import ids
 from paysvc.config import Settings
 from paysvc.db.pool import make_pool
@@ -50,18 +49,13 @@ async def test_records_past_retention_are_purged_and_the_key_is_free_again(
 async def test_rate_limit_answers_429_with_retry_after(app_server: RunningServer) -> None:
     settings = Settings(database_url=app_server.database_url, admin_token=ADMIN_TOKEN, pool_size=2,
                         rate_limit_per_s=3)
-    server, thread, base_url = await asyncio.to_thread(start_server, settings)
-    try:
-        async with httpx.AsyncClient(base_url=base_url) as http:
-            limited = await new_tenant(http, "limited")
-            answers = [await limited.get("/v1/accounts") for _ in range(6)]
-            statuses = [r.status_code for r in answers]
-            assert statuses[:3] == [200, 200, 200] and 429 in statuses
-            r = next(r for r in answers if r.status_code == 429)
-            assert r.json()["error"]["type"] == "rate_limit_error" and r.json()["error"]["code"] == "rate_limited"
-            assert int(r.headers["retry-after"]) >= 1
-            other = await new_tenant(http, "unlimited")  # the limit is per key
-            assert (await other.get("/v1/accounts")).status_code == 200
-    finally:
-        server.should_exit = True
-        await asyncio.to_thread(thread.join, 15)
+    async with extra_server(settings) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        limited = await new_tenant(http, "limited")
+        answers = [await limited.get("/v1/accounts") for _ in range(6)]
+        statuses = [r.status_code for r in answers]
+        assert statuses[:3] == [200, 200, 200] and 429 in statuses
+        r = next(r for r in answers if r.status_code == 429)
+        assert r.json()["error"]["type"] == "rate_limit_error" and r.json()["error"]["code"] == "rate_limited"
+        assert int(r.headers["retry-after"]) >= 1
+        other = await new_tenant(http, "unlimited")  # the limit is per key
+        assert (await other.get("/v1/accounts")).status_code == 200

@@ -3,9 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-import psycopg
-
-from conftest import Api, RunningServer
+from conftest import Api, RunningServer, account_row_locked
 
 
 async def test_replay_is_byte_for_byte_with_the_original_request_id(api: Api) -> None:
@@ -116,11 +114,7 @@ async def test_keys_are_scoped_to_the_tenant(api: Api, other_api: Api) -> None:
 async def test_same_key_while_the_first_request_runs_is_409(api: Api, app_server: RunningServer) -> None:
     _, alice = await api.funded_account(100)
     bob = await api.account()
-    from paysvc import ids
-    async with await psycopg.AsyncConnection.connect(app_server.database_url) as blocker:
-        # Hold the source account's row lock so the first request waits inside its transaction.
-        await blocker.execute("SELECT 1 FROM accounts WHERE id = %s FOR UPDATE",
-                              (ids.decode(ids.ACCOUNT, alice["id"]),))
+    async with account_row_locked(app_server.database_url, alice["id"]):
         first = asyncio.create_task(api.pay(alice["id"], bob["id"], 10, key="slow"))
         await asyncio.sleep(0.5)
         assert not first.done()
@@ -128,7 +122,6 @@ async def test_same_key_while_the_first_request_runs_is_409(api: Api, app_server
         assert second.status_code == 409
         assert (second.json()["error"]["type"], second.json()["error"]["code"]) == (
             "idempotency_error", "idempotency_key_in_use")
-        await blocker.rollback()
     assert (await first).status_code == 201
     third = await api.pay(alice["id"], bob["id"], 10, key="slow")
     assert third.status_code == 201 and third.headers["idempotent-replayed"] == "true"
