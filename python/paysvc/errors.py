@@ -41,7 +41,6 @@ CODES: Final[dict[str, tuple[int, str]]] = {
     "invalid_state": (409, INVALID_REQUEST),
     "idempotency_key_in_use": (409, IDEMPOTENCY),
     "body_too_large": (413, INVALID_REQUEST),
-    "unsupported_media_type": (415, INVALID_REQUEST),
     "idempotency_key_reused": (422, IDEMPOTENCY),
     "rate_limited": (429, RATE_LIMIT),
     "internal_error": (500, API),
@@ -49,8 +48,9 @@ CODES: Final[dict[str, tuple[int, str]]] = {
 }
 
 
-class ErrorDetail(msgspec.Struct):
-    """The documented error shape (used for the OpenAPI document; bodies are built by encode_error)."""
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
+    """The error shape. ``param`` is always present (null when no field is at fault); ``payment``
+    only on 402 answers."""
 
     type: str
     code: str
@@ -58,8 +58,6 @@ class ErrorDetail(msgspec.Struct):
     param: str | None
     request_id: str
     payment: str | None = None  # only on 402 answers: the declined payment (or the refunded one)
-
-
 
 
 class ErrorBody(msgspec.Struct):
@@ -104,17 +102,9 @@ _encoder = msgspec.json.Encoder()
 def encode_error(
     code: str, message: str, param: str | None, request_id: str, payment: str | None = None
 ) -> bytes:
-    status_type = CODES[code][1]
-    detail: dict[str, object] = {
-        "type": status_type,
-        "code": code,
-        "message": message,
-        "param": param,
-        "request_id": request_id,
-    }
-    if payment is not None:
-        detail["payment"] = payment
-    return _encoder.encode({"error": detail})
+    detail = ErrorDetail(type=CODES[code][1], code=code, message=message, param=param,
+                         request_id=request_id, payment=payment)
+    return _encoder.encode(ErrorBody(error=detail))
 
 
 def not_found(kind: str, ident: str, param: str | None = None) -> ApiError:
