@@ -65,7 +65,7 @@ SELECT id, amount, amount_captured, amount_refunded, fee, net, currency, source_
 FROM payments WHERE tenant_id = %s AND status = %s AND (created_at, id) < (%s, %s)
 ORDER BY created_at DESC, id DESC LIMIT %s"""
 
-ACCOUNT_EXISTS = "SELECT 1 FROM accounts WHERE tenant_id = %s AND id = %s"
+ACCOUNT_KEY = "SELECT id FROM accounts WHERE tenant_id = %s AND id = %s"
 ENTRY_CURSOR = "SELECT seq FROM entries WHERE tenant_id = %s AND account_id = %s AND id = %s"
 LIST_ENTRIES = """
 SELECT id, account_id, payment_id, refund_id, kind, amount, balance_after, seq, created_at
@@ -97,29 +97,21 @@ def _page(rows: list[tuple[Any, ...]], limit: int) -> tuple[list[tuple[Any, ...]
 
 
 async def get_account(pool: Pool, tenant_id: uuid.UUID, account_id: str) -> Account:
-    key = ids.decode(ids.ACCOUNT, account_id)
-    row = None if key is None else await _one(pool, GET_ACCOUNT, (tenant_id, key))
-    if row is None:
-        raise not_found("account", account_id, param="id")
-    return account_from_row(row)
+    return account_from_row(await _found(pool, GET_ACCOUNT, ids.ACCOUNT, "account", account_id, tenant_id))
 
 
 async def list_accounts(pool: Pool, tenant_id: uuid.UUID, limit: int, starting_after: str | None) -> AccountList:
     if starting_after is None:
         rows = await _all(pool, LIST_ACCOUNTS, (tenant_id, limit + 1))
     else:
-        created_at, cursor_id = await _cursor(pool, ACCOUNT_CURSOR, ids.ACCOUNT, tenant_id, starting_after)
+        created_at, cursor_id = await _cursor(pool, ACCOUNT_CURSOR, ids.ACCOUNT, starting_after, (tenant_id,))
         rows = await _all(pool, LIST_ACCOUNTS_AFTER, (tenant_id, created_at, cursor_id, limit + 1))
     page, more = _page(rows, limit)
     return AccountList(data=[account_from_row(r) for r in page], has_more=more)
 
 
 async def get_payment(pool: Pool, tenant_id: uuid.UUID, payment_id: str) -> Payment:
-    key = ids.decode(ids.PAYMENT, payment_id)
-    row = None if key is None else await _one(pool, GET_PAYMENT, (tenant_id, key))
-    if row is None:
-        raise not_found("payment", payment_id, param="id")
-    return payment_from_row(row)
+    return payment_from_row(await _found(pool, GET_PAYMENT, ids.PAYMENT, "payment", payment_id, tenant_id))
 
 
 async def list_payments(
@@ -127,7 +119,7 @@ async def list_payments(
 ) -> PaymentList:
     after: tuple[Any, ...] = ()
     if starting_after is not None:
-        after = await _cursor(pool, PAYMENT_CURSOR, ids.PAYMENT, tenant_id, starting_after)
+        after = await _cursor(pool, PAYMENT_CURSOR, ids.PAYMENT, starting_after, (tenant_id,))
     if status is None:
         query = LIST_PAYMENTS_AFTER if after else LIST_PAYMENTS
         params: tuple[Any, ...] = (tenant_id, *after, limit + 1)
@@ -141,19 +133,12 @@ async def list_payments(
 async def list_entries(
     pool: Pool, tenant_id: uuid.UUID, account_id: str, limit: int, starting_after: str | None
 ) -> EntryList:
-    account_key = ids.decode(ids.ACCOUNT, account_id)
-    if account_key is None or await _one(pool, ACCOUNT_EXISTS, (tenant_id, account_key)) is None:
-        raise not_found("account", account_id, param="id")
+    (account_key,) = await _found(pool, ACCOUNT_KEY, ids.ACCOUNT, "account", account_id, tenant_id)
     if starting_after is None:
         rows = await _all(pool, LIST_ENTRIES, (tenant_id, account_key, limit + 1))
     else:
-        entry_key = ids.decode(ids.ENTRY, starting_after)
-        cursor = None if entry_key is None else await _one(
-            pool, ENTRY_CURSOR, (tenant_id, account_key, entry_key)
-        )
-        if cursor is None:
-            raise invalid_cursor(starting_after)
-        rows = await _all(pool, LIST_ENTRIES_AFTER, (tenant_id, account_key, cursor[0], limit + 1))
+        (seq,) = await _cursor(pool, ENTRY_CURSOR, ids.ENTRY, starting_after, (tenant_id, account_key))
+        rows = await _all(pool, LIST_ENTRIES_AFTER, (tenant_id, account_key, seq, limit + 1))
     page, more = _page(rows, limit)
     return EntryList(data=[entry_from_row(r) for r in page], has_more=more)
 
@@ -165,11 +150,27 @@ async def get_fee_schedule(pool: Pool, tenant_id: uuid.UUID) -> FeeScheduleOut:
     ])
 
 
-async def _cursor(
-    pool: Pool, query: str, prefix: str, tenant_id: uuid.UUID, starting_after: str
+async def _by_id(
+    pool: Pool, query: str, prefix: str, ident: str, scope: tuple[Any, ...]
+) -> tuple[Any, ...] | None:
+    """The row ``query`` finds for (*scope, the UUID behind ident); None when ident is no such id."""
+    key = ids.decode(prefix, ident)
+    return None if key is None else await _one(pool, query, (*scope, key))
+
+
+async def _found(
+    pool: Pool, query: str, prefix: str, kind: str, ident: str, tenant_id: uuid.UUID
 ) -> tuple[Any, ...]:
-    key = ids.decode(prefix, starting_after)
-    row = None if key is None else await _one(pool, query, (tenant_id, key))
+    row = await _by_id(pool, query, prefix, ident, (tenant_id,))
+    if row is None:
+        raise not_found(kind, ident, param="id")
+    return row
+
+
+async def _cursor(
+    pool: Pool, query: str, prefix: str, starting_after: str, scope: tuple[Any, ...]
+) -> tuple[Any, ...]:
+    row = await _by_id(pool, query, prefix, starting_after, scope)
     if row is None:
         raise invalid_cursor(starting_after)
     return row
