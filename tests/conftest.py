@@ -122,7 +122,9 @@ async def account_row_locked(database_url: str, account_id: str) -> AsyncIterato
 
 @pytest.fixture(scope="session")
 def app_server(database_url: str) -> Iterator[RunningServer]:
-    settings = Settings(database_url=database_url, admin_token=ADMIN_TOKEN, pool_size=12, rate_limit_per_s=0)
+    # No background expiry here (tests move expires_at and call the sweeper themselves).
+    settings = Settings(database_url=database_url, admin_token=ADMIN_TOKEN, pool_size=12, rate_limit_per_s=0,
+                        expiry_sweep_interval_s=3_600)
     server, thread, base_url = start_server(settings)
     yield RunningServer(base_url, settings, database_url)
     server.should_exit = True
@@ -180,6 +182,50 @@ class Api:
             assert r.status_code == 201, r.text
         return funding, customer
 
+    async def hold(self, source: str, destination: str, amount: int, currency: str = "USD",
+                   **extra: Any) -> dict[str, Any]:
+        """An authorization (capture: false) that must succeed."""
+        r = await self.pay(source, destination, amount, currency, capture=False, **extra)
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "requires_capture"
+        body: dict[str, Any] = r.json()
+        return body
+
+    async def capture(self, payment_id: str, amount: int | None = None, key: str | None = None) -> httpx.Response:
+        return await self.post(f"/v1/payments/{payment_id}/capture", {} if amount is None else {"amount": amount},
+                               key=key)
+
+    async def cancel(self, payment_id: str, reason: str | None = None, key: str | None = None) -> httpx.Response:
+        return await self.post(f"/v1/payments/{payment_id}/cancel", {} if reason is None else {"reason": reason},
+                               key=key)
+
+    async def refund(self, payment_id: str, amount: int | None = None, key: str | None = None,
+                     **extra: Any) -> httpx.Response:
+        body = {**({} if amount is None else {"amount": amount}), **extra}
+        return await self.post(f"/v1/payments/{payment_id}/refunds", body, key=key or f"r-{uuid.uuid4().hex}")
+
+    async def payment(self, payment_id: str) -> dict[str, Any]:
+        r = await self.get(f"/v1/payments/{payment_id}")
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    async def events(self, starting_after: str | None = None, **params: Any) -> list[dict[str, Any]]:
+        """Every event after ``starting_after``, paging through the feed to its end."""
+        seen: list[dict[str, Any]] = []
+        while True:
+            query = {"limit": 100, **params}
+            if starting_after is not None:
+                query["starting_after"] = starting_after
+            r = await self.get("/v1/events", **query)
+            assert r.status_code == 200, r.text
+            page = r.json()
+            seen.extend(page["data"])
+            if page["data"]:
+                starting_after = page["data"][-1]["id"]
+            if not page["has_more"]:
+                return seen
+
     async def balance(self, account_id: str) -> dict[str, int]:
         r = await self.get(f"/v1/accounts/{account_id}")
         assert r.status_code == 200, r.text
@@ -208,3 +254,9 @@ async def other_api(http: httpx.AsyncClient) -> Api:
 def db_rows(database_url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+
+def expire_hold(database_url: str, payment_id: str, seconds_from_now: float = -1.0) -> None:
+    """Move a hold's expires_at (the minimum through the API is 60 s): past by default."""
+    db_rows(database_url, "UPDATE payments SET expires_at = now() + make_interval(secs => %s) WHERE id = %s "
+            "RETURNING id", (seconds_from_now, ids.decode(ids.PAYMENT, payment_id)))

@@ -7,7 +7,8 @@ from conftest import db_rows
 
 def assert_books_balance(database_url: str) -> None:
     """Zero-sum per tenant and currency; posted = sum of entries; no forbidden negative available;
-    balance_after and seq follow each account's entries exactly."""
+    balance_after and seq follow each account's entries exactly; pending = open holds; payment fields
+    agree with their status; amount_refunded = the sum of the refunds (<= amount_captured by CHECK)."""
     unbalanced = db_rows(database_url, """
         SELECT tenant_id, currency, sum(amount) FROM entries GROUP BY tenant_id, currency
         HAVING sum(amount) <> 0""")
@@ -35,3 +36,15 @@ def assert_books_balance(database_url: str) -> None:
                    WHERE status = 'requires_capture' GROUP BY source_id) h ON h.source_id = a.id
         WHERE a.pending <> coalesce(h.held, 0)""")
     assert holds == [], f"pending differs from open holds: {holds}"
+    states = db_rows(database_url, """
+        SELECT id FROM payments
+        WHERE (status = 'canceled') <> (cancellation_reason IS NOT NULL)
+           OR (status = 'requires_capture' AND (expires_at IS NULL OR amount_captured <> 0))
+           OR (status = 'succeeded') <> (fee IS NOT NULL AND net = amount_captured - fee)
+           OR (status = 'succeeded') <> (amount_captured > 0)
+           OR (status = 'failed') <> (failure_code IS NOT NULL)""")
+    assert states == [], f"payments whose fields contradict their status: {states}"
+    refunds = db_rows(database_url, """
+        SELECT p.id FROM payments p LEFT JOIN refunds r ON r.payment_id = p.id
+        GROUP BY p.id, p.amount_refunded HAVING p.amount_refunded <> coalesce(sum(r.amount), 0)""")
+    assert refunds == [], f"amount_refunded differs from the refunds: {refunds}"

@@ -32,6 +32,7 @@ MAX_METADATA_VALUE_LEN = 500
 MAX_ACCOUNT_ID_LEN = 255
 MAX_DESCRIPTION_LEN = 1000
 MAX_FEE_RULES = 200
+CANCELLATION_REASONS = ("requested_by_customer", "duplicate", "fraudulent", "abandoned")
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
 
@@ -254,6 +255,38 @@ def _account_id(v: object, param: str) -> str:
 # --- plans ----------------------------------------------------------------------------------
 
 
+def _amount(v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_AMOUNT_MINOR:
+        raise RefError("amount_invalid", "amount")
+    return v
+
+
+def _optional_amount(v: object) -> int | None:
+    return None if v is None else _amount(v)
+
+
+def _fee(amount: int, fee_rule: object) -> int:
+    if fee_rule is None:
+        fee = 0
+    elif isinstance(fee_rule, list | tuple) and len(fee_rule) == 4:
+        fee = _rule(*fee_rule, _FEE_PARAMS).fee(amount)
+    else:
+        raise RefError("parameter_invalid", "fee_rule")
+    if fee > amount:
+        raise RefError("amount_too_small", "amount")
+    return fee
+
+
+def _required_key(key: object, require: object) -> None:
+    _check_key(key, _bool_param(require, "require_idempotency_key"))
+
+
+def _post_fingerprint(path: object, body: object) -> str:
+    if not _is_text(path):
+        raise RefError("parameter_invalid", "path")
+    return fingerprint("POST", path, body)
+
+
 @dataclass(frozen=True)
 class PaymentPlan:
     amount: int
@@ -274,9 +307,7 @@ def prepare_payment(*, path: object, amount: object, currency: object, source: o
                     expires_in_s: object = None, fee_rule: object = None, idempotency_key: object = None,
                     require_idempotency_key: object = True) -> PaymentPlan:
     # 1. amount
-    if not _int_in(amount, 1, MAX_AMOUNT_MINOR):
-        raise RefError("amount_invalid", "amount")
-    amt = int(amount)  # type: ignore[call-overload]
+    amt = _amount(amount)
     # 2. currency
     cur = _lookup(currency, "currency")
     # 3. accounts
@@ -304,19 +335,10 @@ def prepare_payment(*, path: object, amount: object, currency: object, source: o
     else:
         expires = _int_param(expires_in_s, MIN_EXPIRES_IN_S, MAX_EXPIRES_IN_S, "expires_in_s")
     # 7. fee
-    if fee_rule is None:
-        fee = 0
-    elif isinstance(fee_rule, list | tuple) and len(fee_rule) == 4:
-        fee = _rule(*fee_rule, _FEE_PARAMS).fee(amt)
-    else:
-        raise RefError("parameter_invalid", "fee_rule")
-    if fee > amt:
-        raise RefError("amount_too_small", "amount")
+    fee = _fee(amt, fee_rule)
     # 8. idempotency key
-    _check_key(idempotency_key, _bool_param(require_idempotency_key, "require_idempotency_key"))
+    _required_key(idempotency_key, require_idempotency_key)
     # 9. fingerprint
-    if not _is_text(path):
-        raise RefError("parameter_invalid", "path")
     body = {
         "amount": amt, "currency": cur, "source": src, "destination": dst, "capture": cap,
         "description": desc, "metadata": meta, "expires_in_s": expires,
@@ -325,8 +347,57 @@ def prepare_payment(*, path: object, amount: object, currency: object, source: o
         amount=amt, currency=cur, source=src, destination=dst, capture=cap, description=desc,
         metadata=meta, expires_in_s=expires,
         fee=fee if cap else None, net=amt - fee if cap else None,
-        fingerprint=fingerprint("POST", path, body),
+        fingerprint=_post_fingerprint(path, body),
     )
+
+
+def settle_fee(amount_minor: object, fee_rule: object) -> int:
+    return _fee(_amount(amount_minor), fee_rule)
+
+
+@dataclass(frozen=True)
+class CapturePlan:
+    amount: int | None
+    fingerprint: str
+
+
+def prepare_capture(*, path: object, amount: object = None, fee_rule: object = None,
+                    idempotency_key: object = None) -> CapturePlan:
+    amt = _optional_amount(amount)
+    if amt is not None:
+        _fee(amt, fee_rule)
+    _check_key(idempotency_key, False)
+    return CapturePlan(amt, _post_fingerprint(path, {"amount": amt}))
+
+
+@dataclass(frozen=True)
+class CancelPlan:
+    reason: str
+    fingerprint: str
+
+
+def prepare_cancel(*, path: object, reason: object = None, idempotency_key: object = None) -> CancelPlan:
+    if reason is None:
+        reason = CANCELLATION_REASONS[0]
+    if not isinstance(reason, str) or reason not in CANCELLATION_REASONS:
+        raise RefError("parameter_invalid", "reason")
+    _check_key(idempotency_key, False)
+    return CancelPlan(reason, _post_fingerprint(path, {"reason": reason}))
+
+
+@dataclass(frozen=True)
+class RefundPlan:
+    amount: int | None
+    metadata: dict[str, str]
+    fingerprint: str
+
+
+def prepare_refund(*, path: object, amount: object = None, metadata: object = None, idempotency_key: object = None,
+                   require_idempotency_key: object = True) -> RefundPlan:
+    amt = _optional_amount(amount)
+    meta = _metadata(metadata)
+    _required_key(idempotency_key, require_idempotency_key)
+    return RefundPlan(amt, meta, _post_fingerprint(path, {"amount": amt, "metadata": meta}))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ ROUTES = {
     ("/v1/accounts/{account_id}/entries", "get"), ("/v1/payments", "post"), ("/v1/payments", "get"),
     ("/v1/payments/{payment_id}", "get"), ("/v1/fee-schedule", "put"), ("/v1/fee-schedule", "get"),
     ("/admin/v1/tenants", "post"), ("/healthz", "get"), ("/readyz", "get"),
+    ("/v1/payments/{payment_id}/capture", "post"), ("/v1/payments/{payment_id}/cancel", "post"),
+    ("/v1/payments/{payment_id}/refunds", "post"), ("/v1/payments/{payment_id}/refunds", "get"),
+    ("/v1/events", "get"),
 }
 
 
@@ -25,6 +28,13 @@ async def test_openapi_document_describes_every_route_with_errors(http: httpx.As
     schemas = doc["components"]["schemas"]
     assert {"PaymentCreate", "AccountCreate", "FeeScheduleIn", "Payment", "Account", "ErrorBody"} <= set(schemas)
     assert set(schemas["PaymentCreate"]["required"]) == {"amount", "currency", "source", "destination"}
+    refund = doc["paths"]["/v1/payments/{payment_id}/refunds"]["post"]
+    assert {"201", "400", "402", "404", "409", "422"} <= set(refund["responses"])
+    assert refund["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RefundCreate"}
+    events = doc["paths"]["/v1/events"]["get"]
+    assert {p["name"] for p in events["parameters"]} >= {"limit", "starting_after", "type"}
+    assert {"Refund", "RefundList", "PaymentCapture", "PaymentCancel"} <= set(schemas)
     for path, method in ROUTES - {("/healthz", "get")}:
         assert doc["paths"][path][method]["responses"], (path, method)
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import pickle
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -33,6 +33,9 @@ PLAN_FIELDS = {
                          "expires_in_s", "fee", "net", "fingerprint"),
     native.AccountPlan: ("currency", "allow_negative", "metadata", "fingerprint"),
     native.FeeRule: ("currency", "percent_bps", "fixed", "min", "max"),
+    native.CapturePlan: ("amount", "fingerprint"),
+    native.CancelPlan: ("reason", "fingerprint"),
+    native.RefundPlan: ("amount", "metadata", "fingerprint"),
 }
 
 
@@ -154,6 +157,20 @@ def mostly(valid: st.SearchStrategy[Any], invalid: st.SearchStrategy[Any], odds:
     return st.sampled_from([False] + [True] * odds).flatmap(lambda ok: valid if ok else invalid)
 
 
+def fixed_one_by_one(name: str, broken: dict[str, Any], first: tuple[str, str | None],
+                     fixes: Sequence[tuple[str, Any, tuple[str, str | None]]], path: str) -> Any:
+    """Calls ``name`` with every field of ``broken`` wrong (``first`` must be reported), then fixes
+    them in order (each fix must bring the next error) and last the path; returns the plan."""
+    assert same(name, **broken) == ("error", first)
+    for field_name, value, expected in fixes:
+        broken[field_name] = value
+        assert same(name, **broken) == ("error", expected), field_name
+    broken["path"] = path
+    kind, plan = same(name, **broken)
+    assert kind == "ok"
+    return plan
+
+
 def nested(depth: int, leaf: Any = 1, kind: str = "list") -> Any:
     v = leaf
     for _ in range(depth):
@@ -169,6 +186,8 @@ def test_constants() -> None:
     assert native.MAX_EXPIRES_IN_S == 2_592_000 == ref.MAX_EXPIRES_IN_S
     assert native.MIN_EXPIRES_IN_S == 60 == ref.MIN_EXPIRES_IN_S
     assert native.DEFAULT_EXPIRES_IN_S == 604_800 == ref.DEFAULT_EXPIRES_IN_S
+    assert native.CANCELLATION_REASONS == ("requested_by_customer", "duplicate", "fraudulent", "abandoned")
+    assert native.CANCELLATION_REASONS == ref.CANCELLATION_REASONS
 
 
 def test_core_error_is_a_value_error_with_fields() -> None:
@@ -213,7 +232,10 @@ def test_plans_are_frozen() -> None:
                                      idempotency_key="k")
     account = native.prepare_account(currency="eur", metadata={"a": "b"})
     (rule,) = native.prepare_fee_schedule([("jpy", 1, 2, None, 5)])
-    for obj in (payment, account, rule):
+    capture = native.prepare_capture(path="/v1/payments/p/capture", amount=5)
+    cancel = native.prepare_cancel(path="/v1/payments/p/cancel")
+    refund = native.prepare_refund(path="/v1/payments/p/refunds", metadata={"a": "b"}, idempotency_key="k")
+    for obj in (payment, account, rule, capture, cancel, refund):
         for name in PLAN_FIELDS[type(obj)]:
             with pytest.raises(AttributeError):
                 setattr(obj, name, getattr(obj, name))
@@ -221,8 +243,11 @@ def test_plans_are_frozen() -> None:
             obj.extra = 1  # type: ignore[union-attr]
         assert type(obj).__name__ in repr(obj)
     # metadata is a fresh dict every time: changing it changes nothing
-    account.metadata["a"] = "changed"
-    assert account.metadata == {"a": "b"}
+    for plan in (account, refund):
+        plan.metadata["a"] = "changed"
+        assert plan.metadata == {"a": "b"}
+    assert (repr(capture), repr(cancel), repr(refund)) == (
+        "CapturePlan(amount=5)", "CancelPlan(reason='requested_by_customer')", "RefundPlan(amount=None)")
 
 
 def test_plan_classes_cannot_be_built_or_subclassed_from_python() -> None:
@@ -529,6 +554,7 @@ idem_keys = mostly(st.one_of(st.sampled_from(["key-1", "k", None]), sized([1, 25
                    keys)
 paths = mostly(st.one_of(st.sampled_from(["/v1/payments", "/v1/payments/"]), texts),
                st.sampled_from([None, 1, "\ud800"]))
+optional_idem_keys = mostly(st.one_of(st.none(), idem_keys), keys, odds=3)
 flags = mostly(st.booleans(), st.sampled_from([None, 0, 1, "true"]))
 
 
@@ -607,17 +633,12 @@ def test_prepare_payment_defaults_and_order() -> None:
              ("fee_rule", (0, 11, None, None), ("amount_too_small", "amount")),
              ("fee_rule", (0, 10, None, None), ("idempotency_key_missing", "Idempotency-Key")),
              ("idempotency_key", "k", ("parameter_invalid", "path"))]
-    assert same("prepare_payment", **broken) == ("error", ("amount_invalid", "amount"))
-    for field_name, value, expected in fixes:
-        broken[field_name] = value
-        assert same("prepare_payment", **broken) == ("error", expected), field_name
-    broken["path"] = "/v1/payments"
-    assert same("prepare_payment", **broken)[0] == "ok"
+    fixed_one_by_one("prepare_payment", broken, ("amount_invalid", "amount"), fixes, "/v1/payments")
 
 
 @MANY
 @given(currency=mostly(good_codes, currencies, odds=3), allow_negative=flags, metadata=metadata_or_none,
-       idempotency_key=mostly(st.one_of(st.none(), idem_keys), keys, odds=3))
+       idempotency_key=optional_idem_keys)
 def test_prepare_account(**kwargs: Any) -> None:
     same("prepare_account", **kwargs)
 
@@ -670,6 +691,161 @@ def test_prepare_fee_schedule_limits() -> None:
     assert same("prepare_fee_schedule", []) == ("ok", [])
 
 
+# --- captures, cancellations, refunds, settled fees -------------------------------------------
+
+optional_amounts = mostly(st.one_of(st.none(), amounts), amounts, odds=2)
+valid_amounts = st.one_of(st.integers(1, 100_000), st.sampled_from([1, 2, M]))
+reasons = mostly(
+    st.one_of(st.none(), st.sampled_from(ref.CANCELLATION_REASONS)),
+    st.one_of(st.sampled_from(["expired", "Duplicate", "duplicate ", "", "\ud800", b"duplicate", ["duplicate"]]),
+              st.text(max_size=8), not_ints),
+    odds=4,
+)
+
+
+@MANY
+@given(mostly(valid_amounts, amounts, odds=3), fee_rules)
+@example(0, None)
+@example(1, None)
+@example(M, (10_000, 0, None, None))
+@example(M + 1, None)
+@example(I64_MAX, None)
+@example(I64_MAX + 1, None)
+@example(I64_MIN, None)
+@example(I64_MIN - 1, None)
+def test_settle_fee(amount: Any, fee_rule: Any) -> None:
+    same("settle_fee", amount, fee_rule)
+
+
+@MANY
+@given(st.one_of(valid_amounts, st.integers(1, M)), st.one_of(st.none(), good_fee_rules))
+def test_settle_fee_is_compute_fee_up_to_the_amount(amount: int, fee_rule: tuple[Any, ...] | None) -> None:
+    kind, fee = same("settle_fee", amount, fee_rule)
+    expected = 0 if fee_rule is None else native.compute_fee(amount, *fee_rule)
+    if expected > amount:
+        assert (kind, fee) == ("error", ("amount_too_small", "amount"))
+    else:
+        assert (kind, fee) == ("ok", expected)
+
+
+def test_settle_fee_examples() -> None:
+    assert native.settle_fee(10_000, (290, 30, None, None)) == 320
+    assert native.settle_fee(10_000, None) == 0
+    assert native.settle_fee(amount_minor=1, fee_rule=[0, 1, None, None]) == 1  # type: ignore[arg-type]
+    with pytest.raises(native.CoreError) as info:
+        native.settle_fee(500, (0, 501, None, None))
+    assert (info.value.code, info.value.param, info.value.message) == (
+        "amount_too_small", "amount", "The fee (501) is greater than the amount (500).")
+    # the amount is checked first
+    assert same("settle_fee", 0, "rule") == ("error", ("amount_invalid", "amount"))
+    assert same("settle_fee", 1, "rule") == ("error", ("parameter_invalid", "fee_rule"))
+    assert same("settle_fee", 1, (10_001, 0, None, None)) == ("error", ("parameter_invalid", "percent_bps"))
+
+
+@MANY
+@given(path=paths, amount=optional_amounts, fee_rule=fee_rules, idempotency_key=optional_idem_keys)
+def test_prepare_capture(**kwargs: Any) -> None:
+    same("prepare_capture", **kwargs)
+
+
+@MANY
+@given(st.one_of(st.none(), valid_amounts), st.one_of(st.none(), good_fee_rules), st.sampled_from([None, "k"]))
+def test_prepare_capture_mostly_valid(amount: int | None, fee_rule: tuple[Any, ...] | None, key: str | None) -> None:
+    path = "/v1/payments/pay_1/capture"
+    kind, plan = same("prepare_capture", path=path, amount=amount, fee_rule=fee_rule, idempotency_key=key)
+    if kind == "error":
+        assert amount is not None and plan == ("amount_too_small", "amount")
+        return
+    assert plan == {"amount": amount, "fingerprint": spec_fingerprint("POST", path, {"amount": amount})}
+
+
+def test_prepare_capture_defaults_and_order() -> None:
+    path = "/v1/payments/p/capture"
+    plan = native.prepare_capture(path=path)
+    assert plan.amount is None
+    assert plan.fingerprint == spec_fingerprint("POST", path, {"amount": None})
+    assert plan.fingerprint == native.prepare_capture(path=path, amount=None, idempotency_key="k").fingerprint
+    # no amount: no fee to check
+    assert same("prepare_capture", path=path, fee_rule=(0, M, None, None))[0] == "ok"
+    broken: dict[str, Any] = {"path": None, "amount": M + 1, "fee_rule": 5, "idempotency_key": ""}
+    fixes = [("amount", 10, ("parameter_invalid", "fee_rule")),
+             ("fee_rule", (0, 0, -1, None), ("parameter_invalid", "min")),
+             ("fee_rule", (0, 11, None, None), ("amount_too_small", "amount")),
+             ("fee_rule", (0, 10, None, None), ("idempotency_key_invalid", "Idempotency-Key")),
+             ("idempotency_key", None, ("parameter_invalid", "path"))]
+    done = fixed_one_by_one("prepare_capture", broken, ("amount_invalid", "amount"), fixes, path)
+    assert done["amount"] == 10
+
+
+@MANY
+@given(path=paths, reason=reasons, idempotency_key=optional_idem_keys)
+def test_prepare_cancel(**kwargs: Any) -> None:
+    same("prepare_cancel", **kwargs)
+
+
+@pytest.mark.parametrize("reason", [None, *native.CANCELLATION_REASONS])
+def test_prepare_cancel_reasons(reason: str | None) -> None:
+    path = "/v1/payments/p/cancel"
+    kind, plan = same("prepare_cancel", path=path, reason=reason)
+    expected = reason or "requested_by_customer"
+    assert (kind, plan) == ("ok", {"reason": expected,
+                                   "fingerprint": spec_fingerprint("POST", path, {"reason": expected})})
+
+
+def test_prepare_cancel_defaults_and_order() -> None:
+    path = "/v1/payments/p/cancel"
+    assert native.prepare_cancel(path=path).fingerprint == native.prepare_cancel(
+        path=path, reason="requested_by_customer", idempotency_key="k").fingerprint
+    for bad in ("expired", "Duplicate", "", "\ud800", 1, True, ["duplicate"]):
+        with pytest.raises(native.CoreError) as info:
+            native.prepare_cancel(path=path, reason=bad)  # type: ignore[arg-type]
+        assert (info.value.code, info.value.param, info.value.message) == (
+            "parameter_invalid", "reason",
+            "reason must be one of requested_by_customer, duplicate, fraudulent, abandoned.")
+    broken: dict[str, Any] = {"path": 1, "reason": "expired", "idempotency_key": 7}
+    fixes = [("reason", "abandoned", ("idempotency_key_invalid", "Idempotency-Key")),
+             ("idempotency_key", None, ("parameter_invalid", "path"))]
+    done = fixed_one_by_one("prepare_cancel", broken, ("parameter_invalid", "reason"), fixes, path)
+    assert done["reason"] == "abandoned"
+
+
+@MANY
+@given(path=paths, amount=optional_amounts, metadata=metadata_or_none, idempotency_key=idem_keys,
+       require_idempotency_key=flags)
+def test_prepare_refund(**kwargs: Any) -> None:
+    same("prepare_refund", **kwargs)
+
+
+@MANY
+@given(st.one_of(st.none(), valid_amounts), st.one_of(st.none(), good_metadata))
+def test_prepare_refund_mostly_valid(amount: int | None, metadata: dict[str, str] | None) -> None:
+    path = "/v1/payments/pay_1/refunds"
+    kind, plan = same("prepare_refund", path=path, amount=amount, metadata=metadata, idempotency_key="key-1")
+    body = {"amount": amount, "metadata": metadata or {}}
+    assert (kind, plan) == ("ok", {"amount": amount, "metadata": metadata or {},
+                                   "fingerprint": spec_fingerprint("POST", path, body)})
+
+
+def test_prepare_refund_defaults_and_order() -> None:
+    path = "/v1/payments/p/refunds"
+    plan = native.prepare_refund(path=path, idempotency_key="k")
+    assert (plan.amount, plan.metadata) == (None, {})
+    assert plan.fingerprint == spec_fingerprint("POST", path, {"amount": None, "metadata": {}})
+    assert plan.fingerprint == native.prepare_refund(path=path, amount=None, metadata={}, idempotency_key="other",
+                                                     require_idempotency_key=False).fingerprint
+    assert same("prepare_refund", path=path) == ("error", ("idempotency_key_missing", "Idempotency-Key"))
+    assert same("prepare_refund", path=path, require_idempotency_key=False)[0] == "ok"
+    broken: dict[str, Any] = {"path": b"/", "amount": 0, "metadata": {"k": 1}, "idempotency_key": None,
+                              "require_idempotency_key": 1}
+    fixes = [("amount", M, ("metadata_invalid", "metadata")),
+             ("metadata", {"k": "v"}, ("parameter_invalid", "require_idempotency_key")),
+             ("require_idempotency_key", True, ("idempotency_key_missing", "Idempotency-Key")),
+             ("idempotency_key", "k" * 256, ("idempotency_key_invalid", "Idempotency-Key")),
+             ("idempotency_key", "k" * 255, ("parameter_invalid", "path"))]
+    done = fixed_one_by_one("prepare_refund", broken, ("amount_invalid", "amount"), fixes, path)
+    assert done["metadata"] == {"k": "v"}
+
+
 # --- garbage never raises anything but CoreError ----------------------------------------------
 
 
@@ -688,6 +864,11 @@ def test_every_function_only_raises_core_error(args: list[Any]) -> None:
     same("prepare_account", currency=args[0], allow_negative=args[1], metadata=args[2], idempotency_key=args[3])
     same("prepare_fee_schedule", args[4])
     same("prepare_fee_schedule", [args[5:10]])
+    same("settle_fee", args[6], args[7])
+    same("prepare_capture", path=args[8], amount=args[9], fee_rule=args[10], idempotency_key=args[11])
+    same("prepare_cancel", path=args[0], reason=args[1], idempotency_key=args[2])
+    same("prepare_refund", path=args[3], amount=args[4], metadata=args[5], idempotency_key=args[6],
+         require_idempotency_key=args[7])
 
 
 def test_deep_and_cyclic_arguments_everywhere() -> None:
@@ -701,6 +882,11 @@ def test_deep_and_cyclic_arguments_everywhere() -> None:
         same("compute_fee", bad, bad, bad, bad, bad)
         same("prepare_payment", path="/", amount=1, currency="usd", source="a", destination="b", metadata={"k": bad},
              idempotency_key="k")
+        same("settle_fee", bad, bad)
+        same("settle_fee", 1, bad)
+        same("prepare_capture", path=bad, amount=1, fee_rule=bad, idempotency_key=bad)
+        same("prepare_cancel", path=bad, reason=bad, idempotency_key=bad)
+        same("prepare_refund", path="/", amount=1, metadata={"k": bad}, idempotency_key="k")
 
 
 def test_keyword_only_and_missing_arguments_are_type_errors() -> None:
@@ -710,3 +896,14 @@ def test_keyword_only_and_missing_arguments_are_type_errors() -> None:
         native.prepare_account()  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         native.compute_fee(1, 2, 3, 4)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        native.prepare_capture("/v1/payments/p/capture", 1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        native.prepare_cancel("/v1/payments/p/cancel")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        native.prepare_refund("/v1/payments/p/refunds", 1)  # type: ignore[call-arg]
+    for missing_path in (native.prepare_capture, native.prepare_cancel, native.prepare_refund):
+        with pytest.raises(TypeError):
+            missing_path()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        native.settle_fee(1)  # type: ignore[call-arg]

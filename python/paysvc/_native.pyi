@@ -8,22 +8,30 @@ failure, for arguments of any type (wrong types too). Integers are minor units h
 from typing import Final, final
 
 __all__ = [
+    "CANCELLATION_REASONS",
     "DEFAULT_EXPIRES_IN_S",
     "MAX_AMOUNT_MINOR",
     "MAX_EXPIRES_IN_S",
     "MIN_EXPIRES_IN_S",
     "AccountPlan",
+    "CancelPlan",
+    "CapturePlan",
     "CoreError",
     "FeeRule",
     "PaymentPlan",
+    "RefundPlan",
     "check_idempotency_key",
     "compute_fee",
     "currency_exponent",
     "fingerprint",
     "normalize_currency",
     "prepare_account",
+    "prepare_cancel",
+    "prepare_capture",
     "prepare_fee_schedule",
     "prepare_payment",
+    "prepare_refund",
+    "settle_fee",
     "validate_metadata",
 ]
 
@@ -35,6 +43,9 @@ MIN_EXPIRES_IN_S: Final[int]
 """The shortest a hold may last: 60 seconds."""
 DEFAULT_EXPIRES_IN_S: Final[int]
 """How long a hold lasts when ``expires_in_s`` is not given: 604_800 seconds (7 days)."""
+CANCELLATION_REASONS: Final[tuple[str, ...]]
+"""The reasons a client may give for cancelling a hold: ``("requested_by_customer", "duplicate",
+"fraudulent", "abandoned")``. The first is the default; ``"expired"`` is set by the system only."""
 
 @final
 class CoreError(ValueError):
@@ -125,6 +136,70 @@ def prepare_payment(
     """Checks, in order: amount, currency, source and destination, description, metadata,
     capture and expires_in_s, the fee (``fee_rule`` is ``(percent_bps, fixed, min, max)``),
     the idempotency key, and fingerprints the request."""
+
+def settle_fee(amount_minor: int, fee_rule: tuple[int, int, int | None, int | None] | None) -> int:
+    """The fee of capturing ``amount_minor`` (1..``MAX_AMOUNT_MINOR``) under ``fee_rule``
+    (``(percent_bps, fixed, min, max)``, or ``None``: no fee); ``CoreError("amount_too_small",
+    "amount")`` when the fee is greater than the amount."""
+
+@final
+class CapturePlan:
+    """A checked capture of a hold."""
+
+    @property
+    def amount(self) -> int | None:
+        """``None`` to capture the whole authorized amount."""
+    @property
+    def fingerprint(self) -> str: ...
+
+def prepare_capture(
+    *,
+    path: str,
+    amount: int | None = None,
+    fee_rule: tuple[int, int, int | None, int | None] | None = None,
+    idempotency_key: str | None = None,
+) -> CapturePlan:
+    """Checks, in order: amount (``None`` or 1..``MAX_AMOUNT_MINOR``), the fee when an amount is
+    given (``fee_rule`` as in ``prepare_payment``), the (optional) idempotency key, path, and
+    fingerprints ``{"amount": amount}``."""
+
+@final
+class CancelPlan:
+    """A checked cancellation of a hold."""
+
+    @property
+    def reason(self) -> str:
+        """One of ``CANCELLATION_REASONS``; ``"requested_by_customer"`` when none was given."""
+    @property
+    def fingerprint(self) -> str: ...
+
+def prepare_cancel(*, path: str, reason: str | None = None, idempotency_key: str | None = None) -> CancelPlan:
+    """Checks, in order: reason (``None`` or one of ``CANCELLATION_REASONS``), the (optional)
+    idempotency key, path, and fingerprints ``{"reason": reason}`` (after the default)."""
+
+@final
+class RefundPlan:
+    """A checked refund request."""
+
+    @property
+    def amount(self) -> int | None:
+        """``None`` to refund all that is left."""
+    @property
+    def metadata(self) -> dict[str, str]:
+        """A new dict on every access."""
+    @property
+    def fingerprint(self) -> str: ...
+
+def prepare_refund(
+    *,
+    path: str,
+    amount: int | None = None,
+    metadata: dict[str, str] | None = None,
+    idempotency_key: str | None = None,
+    require_idempotency_key: bool = True,
+) -> RefundPlan:
+    """Checks, in order: amount (``None`` or 1..``MAX_AMOUNT_MINOR``), metadata, the idempotency
+    key, path, and fingerprints ``{"amount": amount, "metadata": metadata}``."""
 
 @final
 class AccountPlan:

@@ -1,9 +1,10 @@
-"""The ``paysvc`` command: serve, migrate, tenant create."""
+"""The ``paysvc`` command: serve, migrate, expire, tenant create."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -91,6 +92,31 @@ def cmd_tenant_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_expire(settings: Settings, args: argparse.Namespace) -> int:
+    """Release every hold whose time is up now (what each API process also does in the background)."""
+    from paysvc.db.pool import make_pool
+    from paysvc.ledger import housekeeping
+    from paysvc.ledger.engine import EngineConfig, LedgerEngine
+
+    def progress(expired: int) -> None:
+        print(f"\rexpired {expired} holds", end="", file=sys.stderr, flush=True)
+
+    async def sweep(url: str) -> int:
+        pool = make_pool(settings, url)
+        await pool.open(wait=True, timeout=max(5.0, settings.connect_timeout_s * 2.0))
+        try:
+            engine = LedgerEngine(pool, EngineConfig.from_settings(settings))
+            return await housekeeping.expire_holds(engine, max_batches=args.max_batches, progress=progress)
+        finally:
+            await pool.close()
+
+    with database(settings) as url:
+        expired = asyncio.run(sweep(url))
+    print(file=sys.stderr)
+    print(json.dumps({"expired": expired}))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="paysvc", description="paysvc: payments on a double-entry ledger")
     commands = top.add_subparsers(dest="command", required=True)
@@ -103,6 +129,11 @@ def parser() -> argparse.ArgumentParser:
 
     mig = commands.add_parser("migrate", help="apply pending schema migrations")
     mig.set_defaults(func=cmd_migrate)
+
+    expire = commands.add_parser("expire", help="release the holds whose expires_at has passed, then exit")
+    expire.add_argument("--max-batches", type=int, default=10_000,
+                        help="stop after this many batches of 200 holds (default 10000)")
+    expire.set_defaults(func=cmd_expire)
 
     tenant = commands.add_parser("tenant", help="manage tenants")
     tenant_commands = tenant.add_subparsers(dest="tenant_command", required=True)

@@ -33,6 +33,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_token: str | None = None
     rate_limit_per_s: int = 10_000
     idempotency_retention_h: int = 24
+    # Background work of every API process.
+    expiry_sweep_interval_s: int = 5
+    events_sequence_interval_ms: int = 1_000
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
 
@@ -49,6 +52,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         _require(1 <= self.tx_max_attempts <= 100, "PAYSVC_TX_MAX_ATTEMPTS must be between 1 and 100")
         _require(self.rate_limit_per_s >= 0, "PAYSVC_RATE_LIMIT_PER_S must be >= 0 (0 disables)")
         _require(self.idempotency_retention_h >= 1, "PAYSVC_IDEMPOTENCY_RETENTION_H must be >= 1")
+        _require(1 <= self.expiry_sweep_interval_s <= 3_600,
+                 "PAYSVC_EXPIRY_SWEEP_INTERVAL_S must be between 1 and 3600")
+        _require(10 <= self.events_sequence_interval_ms <= 60_000,
+                 "PAYSVC_EVENTS_SEQUENCE_INTERVAL_MS must be between 10 and 60000")
         _require(self.admin_token is None or len(self.admin_token) >= 16,
                  "PAYSVC_ADMIN_TOKEN must be at least 16 characters")
 

@@ -6,7 +6,7 @@ exception handlers in :mod:`paysvc.api.errors_http` turn it into a response.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 
@@ -105,6 +105,25 @@ def encode_error(
     detail = ErrorDetail(type=CODES[code][1], code=code, message=message, param=param,
                          request_id=request_id, payment=payment)
     return _encoder.encode(ErrorBody(error=detail))
+
+
+class CoreErrorLike(Protocol):
+    """``paysvc._native.CoreError``: a rejected input with the API's code, field and message."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def param(self) -> str | None: ...
+    @property
+    def message(self) -> str: ...
+
+
+def from_core(error: CoreErrorLike) -> ApiError:
+    return ApiError(error.code, error.message, param=error.param)
+
+
+def invalid_state(message: str) -> ApiError:
+    return ApiError("invalid_state", message)
 
 
 def not_found(kind: str, ident: str, param: str | None = None) -> ApiError:

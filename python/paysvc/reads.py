@@ -17,13 +17,17 @@ from paysvc.resources import (
     Account,
     AccountList,
     EntryList,
+    EventList,
     FeeRuleOut,
     FeeScheduleOut,
     Payment,
     PaymentList,
+    RefundList,
     account_from_row,
     entry_from_row,
+    event_from_row,
     payment_from_row,
+    refund_from_row,
 )
 
 GET_ACCOUNT = """
@@ -75,6 +79,25 @@ LIST_ENTRIES_AFTER = """
 SELECT id, account_id, payment_id, refund_id, kind, amount, balance_after, seq, created_at
 FROM entries WHERE tenant_id = %s AND account_id = %s AND seq < %s
 ORDER BY seq DESC LIMIT %s"""
+
+PAYMENT_KEY = "SELECT id FROM payments WHERE tenant_id = %s AND id = %s"
+# One payment's refunds carry strictly increasing created_at (written under the payment's row lock).
+REFUND_CURSOR = "SELECT created_at, id FROM refunds WHERE tenant_id = %s AND payment_id = %s AND id = %s"
+LIST_REFUNDS = """
+SELECT id, payment_id, amount, metadata, created_at FROM refunds WHERE tenant_id = %s AND payment_id = %s
+ORDER BY created_at DESC, id DESC LIMIT %s"""
+LIST_REFUNDS_AFTER = """
+SELECT id, payment_id, amount, metadata, created_at FROM refunds
+WHERE tenant_id = %s AND payment_id = %s AND (created_at, id) < (%s, %s)
+ORDER BY created_at DESC, id DESC LIMIT %s"""
+
+# Only numbered events are visible (ledger/events.py); the feed is oldest first, by seq.
+EVENT_CURSOR = "SELECT seq FROM events WHERE tenant_id = %s AND seq IS NOT NULL AND id = %s"
+LIST_EVENTS = """
+SELECT id, type, data, created_at FROM events WHERE tenant_id = %s AND seq > %s ORDER BY seq LIMIT %s"""
+LIST_EVENTS_OF_TYPE = """
+SELECT id, type, data, created_at FROM events WHERE tenant_id = %s AND type = %s AND seq > %s
+ORDER BY seq LIMIT %s"""
 
 GET_FEE_RULES = (
     "SELECT currency, percent_bps, fixed_minor, min_minor, max_minor FROM fee_rules "
@@ -141,6 +164,33 @@ async def list_entries(
         rows = await _all(pool, LIST_ENTRIES_AFTER, (tenant_id, account_key, seq, limit + 1))
     page, more = _page(rows, limit)
     return EntryList(data=[entry_from_row(r) for r in page], has_more=more)
+
+
+async def list_refunds(
+    pool: Pool, tenant_id: uuid.UUID, payment_id: str, limit: int, starting_after: str | None
+) -> RefundList:
+    (payment_key,) = await _found(pool, PAYMENT_KEY, ids.PAYMENT, "payment", payment_id, tenant_id)
+    if starting_after is None:
+        rows = await _all(pool, LIST_REFUNDS, (tenant_id, payment_key, limit + 1))
+    else:
+        after = await _cursor(pool, REFUND_CURSOR, ids.REFUND, starting_after, (tenant_id, payment_key))
+        rows = await _all(pool, LIST_REFUNDS_AFTER, (tenant_id, payment_key, *after, limit + 1))
+    page, more = _page(rows, limit)
+    return RefundList(data=[refund_from_row(r) for r in page], has_more=more)
+
+
+async def list_events(
+    pool: Pool, tenant_id: uuid.UUID, limit: int, starting_after: str | None, event_type: str | None
+) -> EventList:
+    seq = 0
+    if starting_after is not None:
+        (seq,) = await _cursor(pool, EVENT_CURSOR, ids.EVENT, starting_after, (tenant_id,))
+    if event_type is None:
+        rows = await _all(pool, LIST_EVENTS, (tenant_id, seq, limit + 1))
+    else:
+        rows = await _all(pool, LIST_EVENTS_OF_TYPE, (tenant_id, event_type, seq, limit + 1))
+    page, more = _page(rows, limit)
+    return EventList(data=[event_from_row(r) for r in page], has_more=more)
 
 
 async def get_fee_schedule(pool: Pool, tenant_id: uuid.UUID) -> FeeScheduleOut:

@@ -17,6 +17,11 @@ from paysvc.timefmt import rfc3339, rfc3339_or_none
 Metadata = dict[str, str]
 
 PaymentStatus = Literal["requires_capture", "succeeded", "canceled", "failed"]
+CancellationReason = Literal["requested_by_customer", "duplicate", "fraudulent", "abandoned", "expired"]
+EventType = Literal[
+    "payment.authorized", "payment.succeeded", "payment.canceled", "payment.expired", "payment.failed",
+    "refund.succeeded",
+]
 
 
 class Balance(msgspec.Struct, kw_only=True):
@@ -56,6 +61,16 @@ class Payment(msgspec.Struct, kw_only=True):
     expires_at: str | None
 
 
+class Refund(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["refund"] = "refund"
+    payment: str
+    amount: int
+    status: Literal["succeeded"] = "succeeded"
+    metadata: Metadata
+    created_at: str
+
+
 class Entry(msgspec.Struct, kw_only=True):
     id: str
     object: Literal["entry"] = "entry"
@@ -87,6 +102,49 @@ class EntryList(msgspec.Struct, kw_only=True):
     has_more: bool
 
 
+class RefundList(msgspec.Struct, kw_only=True):
+    object: Literal["list"] = "list"
+    data: list[Refund]
+    has_more: bool
+
+
+class EventData(msgspec.Struct, kw_only=True):
+    object: msgspec.Raw  # the payment or refund as it was, the stored bytes unchanged
+
+
+class Event(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["event"] = "event"
+    type: EventType
+    created_at: str
+    data: EventData
+
+
+class EventList(msgspec.Struct, kw_only=True):
+    object: Literal["list"] = "list"
+    data: list[Event]
+    has_more: bool
+
+
+# The same shapes for the OpenAPI document, which cannot describe msgspec.Raw.
+class EventDataDoc(msgspec.Struct, kw_only=True):
+    object: dict[str, Any]  # a Payment ("object": "payment") or a Refund ("object": "refund")
+
+
+class EventDoc(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["event"] = "event"
+    type: EventType
+    created_at: str
+    data: EventDataDoc
+
+
+class EventListDoc(msgspec.Struct, kw_only=True):
+    object: Literal["list"] = "list"
+    data: list[EventDoc]
+    has_more: bool
+
+
 class FeeRuleOut(msgspec.Struct, kw_only=True):
     currency: str
     percent_bps: int
@@ -112,6 +170,8 @@ class TenantCreated(msgspec.Struct, kw_only=True):
 #   payment: id, amount, amount_captured, amount_refunded, fee, net, currency, source_id, destination_id,
 #            status, failure_code, cancellation_reason, description, metadata, created_at, expires_at
 #   entry:   id, account_id, payment_id, refund_id, kind, amount, balance_after, seq, created_at
+#   refund:  id, payment_id, amount, metadata, created_at
+#   event:   id, type, data, created_at
 
 
 def account_from_row(row: tuple[Any, ...]) -> Account:
@@ -162,6 +222,27 @@ def entry_from_row(row: tuple[Any, ...]) -> Entry:
         balance_after=balance_after,
         seq=seq,
         created_at=rfc3339(created_at),
+    )
+
+
+def refund_from_row(row: tuple[Any, ...]) -> Refund:
+    refund_id, payment_id, amount, metadata, created_at = row
+    return Refund(
+        id=ids.encode(ids.REFUND, refund_id),
+        payment=ids.encode(ids.PAYMENT, payment_id),
+        amount=amount,
+        metadata=metadata,
+        created_at=rfc3339(created_at),
+    )
+
+
+def event_from_row(row: tuple[Any, ...]) -> Event:
+    event_id, event_type, data, created_at = row
+    return Event(
+        id=ids.encode(ids.EVENT, event_id),
+        type=event_type,
+        created_at=rfc3339(created_at),
+        data=EventData(object=msgspec.Raw(bytes(data))),
     )
 
 

@@ -348,6 +348,146 @@ fn prepare_payment(
     run(py, || plans::prepare_payment(&request)).map(PyPaymentPlan)
 }
 
+/// The fee of capturing `amount_minor` under `fee_rule` (`(percent_bps, fixed, min, max)` or
+/// `None` for no fee).
+#[pyfunction]
+fn settle_fee(py: Python<'_>, amount_minor: Arg, fee_rule: Arg) -> PyResult<i64> {
+    run(py, || plans::settle_fee(&amount_minor.0, &fee_rule.0))
+}
+
+/// A checked capture of a hold.
+#[pyclass(frozen, name = "CapturePlan", module = "paysvc._native")]
+struct PyCapturePlan(plans::CapturePlan);
+
+#[pymethods]
+impl PyCapturePlan {
+    /// `None` to capture the whole authorized amount.
+    #[getter]
+    fn amount(&self) -> Option<i64> {
+        self.0.amount
+    }
+    #[getter]
+    fn fingerprint(&self) -> &str {
+        &self.0.fingerprint
+    }
+    fn __repr__(&self) -> String {
+        format!("CapturePlan(amount={})", opt_repr(self.0.amount))
+    }
+}
+
+/// Checks a capture request; the first failure (in a fixed order) is raised as `CoreError`.
+#[pyfunction]
+#[pyo3(
+    signature = (*, path, amount = Arg::NONE, fee_rule = Arg::NONE, idempotency_key = Arg::NONE),
+    text_signature = "(*, path, amount=None, fee_rule=None, idempotency_key=None)"
+)]
+fn prepare_capture(
+    py: Python<'_>,
+    path: Arg,
+    amount: Arg,
+    fee_rule: Arg,
+    idempotency_key: Arg,
+) -> PyResult<PyCapturePlan> {
+    let request = plans::CaptureRequest {
+        path: path.0,
+        amount: amount.0,
+        fee_rule: fee_rule.0,
+        idempotency_key: idempotency_key.0,
+    };
+    run(py, || plans::prepare_capture(&request)).map(PyCapturePlan)
+}
+
+/// A checked cancellation of a hold.
+#[pyclass(frozen, name = "CancelPlan", module = "paysvc._native")]
+struct PyCancelPlan(plans::CancelPlan);
+
+#[pymethods]
+impl PyCancelPlan {
+    #[getter]
+    fn reason(&self) -> &'static str {
+        self.0.reason
+    }
+    #[getter]
+    fn fingerprint(&self) -> &str {
+        &self.0.fingerprint
+    }
+    fn __repr__(&self) -> String {
+        format!("CancelPlan(reason='{}')", self.0.reason)
+    }
+}
+
+/// Checks a cancellation request; the first failure (in a fixed order) is raised as `CoreError`.
+#[pyfunction]
+#[pyo3(
+    signature = (*, path, reason = Arg::NONE, idempotency_key = Arg::NONE),
+    text_signature = "(*, path, reason=None, idempotency_key=None)"
+)]
+fn prepare_cancel(
+    py: Python<'_>,
+    path: Arg,
+    reason: Arg,
+    idempotency_key: Arg,
+) -> PyResult<PyCancelPlan> {
+    let request = plans::CancelRequest {
+        path: path.0,
+        reason: reason.0,
+        idempotency_key: idempotency_key.0,
+    };
+    run(py, || plans::prepare_cancel(&request)).map(PyCancelPlan)
+}
+
+/// A checked refund.
+#[pyclass(frozen, name = "RefundPlan", module = "paysvc._native")]
+struct PyRefundPlan(plans::RefundPlan);
+
+#[pymethods]
+impl PyRefundPlan {
+    /// `None` to refund all that is left.
+    #[getter]
+    fn amount(&self) -> Option<i64> {
+        self.0.amount
+    }
+    /// A new dict on every access.
+    #[getter]
+    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        metadata_dict(py, &self.0.metadata)
+    }
+    #[getter]
+    fn fingerprint(&self) -> &str {
+        &self.0.fingerprint
+    }
+    fn __repr__(&self) -> String {
+        format!("RefundPlan(amount={})", opt_repr(self.0.amount))
+    }
+}
+
+/// Checks a refund request; the first failure (in a fixed order) is raised as `CoreError`.
+#[pyfunction]
+#[pyo3(
+    signature = (
+        *, path, amount = Arg::NONE, metadata = Arg::NONE, idempotency_key = Arg::NONE,
+        require_idempotency_key = Arg(Value::Bool(true))
+    ),
+    text_signature = "(*, path, amount=None, metadata=None, idempotency_key=None, require_idempotency_key=True)"
+)]
+fn prepare_refund(
+    py: Python<'_>,
+    path: Arg,
+    amount: Arg,
+    metadata: Arg,
+    idempotency_key: Arg,
+    require_idempotency_key: Arg,
+) -> PyResult<PyRefundPlan> {
+    let request = plans::RefundRequest {
+        path: path.0,
+        amount: amount.0,
+        metadata: metadata.0,
+        idempotency_key: idempotency_key.0,
+        require_idempotency_key: require_idempotency_key.0,
+    };
+    run(py, || plans::prepare_refund(&request)).map(PyRefundPlan)
+}
+
 /// A checked account creation.
 #[pyclass(frozen, name = "AccountPlan", module = "paysvc._native")]
 struct PyAccountPlan(plans::AccountPlan);
@@ -469,10 +609,17 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPaymentPlan>()?;
     m.add_class::<PyAccountPlan>()?;
     m.add_class::<PyFeeRule>()?;
+    m.add_class::<PyCapturePlan>()?;
+    m.add_class::<PyCancelPlan>()?;
+    m.add_class::<PyRefundPlan>()?;
     m.add("MAX_AMOUNT_MINOR", fees::MAX_AMOUNT_MINOR)?;
     m.add("MAX_EXPIRES_IN_S", plans::MAX_EXPIRES_IN_S)?;
     m.add("MIN_EXPIRES_IN_S", plans::MIN_EXPIRES_IN_S)?;
     m.add("DEFAULT_EXPIRES_IN_S", plans::DEFAULT_EXPIRES_IN_S)?;
+    m.add(
+        "CANCELLATION_REASONS",
+        PyTuple::new(m.py(), plans::CANCELLATION_REASONS)?,
+    )?;
     m.add_function(wrap_pyfunction!(currency_exponent, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_currency, m)?)?;
     m.add_function(wrap_pyfunction!(compute_fee, m)?)?;
@@ -480,6 +627,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_idempotency_key, m)?)?;
     m.add_function(wrap_pyfunction!(validate_metadata, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_payment, m)?)?;
+    m.add_function(wrap_pyfunction!(settle_fee, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_capture, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_cancel, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_refund, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_account, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_fee_schedule, m)?)?;
     // Private: set as an attribute so that it stays out of `__all__`.

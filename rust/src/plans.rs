@@ -1,5 +1,6 @@
-//! Whole requests: a payment, an account, a fee schedule. Each is checked field by field in a
-//! fixed order, the first failure is reported, and a plan of normalized values comes out.
+//! Whole requests: a payment, its capture, cancellation and refunds, an account, a fee schedule.
+//! Each is checked field by field in a fixed order, the first failure is reported, and a plan of
+//! normalized values comes out.
 
 use crate::currency;
 use crate::errors::{CoreError, CoreResult, code};
@@ -111,15 +112,51 @@ fn path_of(v: &Value) -> CoreResult<&str> {
     })
 }
 
+/// An `int` within `1..=MAX_AMOUNT_MINOR`, else `amount_invalid`.
+fn amount_of(v: &Value) -> CoreResult<i64> {
+    v.int_in(1, MAX_AMOUNT_MINOR).ok_or_else(|| amount_error(v))
+}
+
+/// `None` (the whole amount), or an amount as [`amount_of`] checks it.
+fn optional_amount_of(v: &Value) -> CoreResult<Option<i64>> {
+    if v.is_none() {
+        Ok(None)
+    } else {
+        amount_of(v).map(Some)
+    }
+}
+
+/// The fee of `amount` under `fee_rule` (0 without a rule); `amount_too_small` when the fee is
+/// greater than the amount.
+fn fee_of(amount: i64, fee_rule: &Value) -> CoreResult<i64> {
+    let fee = fee_rule_of(fee_rule)?.map_or(0, |rule| rule.fee(amount));
+    if fee > amount {
+        return Err(CoreError::new(
+            code::AMOUNT_TOO_SMALL,
+            Some("amount"),
+            format!("The fee ({fee}) is greater than the amount ({amount})."),
+        ));
+    }
+    Ok(fee)
+}
+
+/// Checks `require_idempotency_key` (a `bool`), then the key.
+fn idempotency_key_of(key: &Value, require: &Value) -> CoreResult<()> {
+    let required = bool_param(require, "require_idempotency_key")?;
+    check_idempotency_key_value(key, required)
+}
+
+/// The fingerprint of a `POST` of `body` to `path` (checked first: it must be a string).
+fn post_fingerprint(path: &Value, body: &Value) -> CoreResult<String> {
+    fingerprint("POST", path_of(path)?, body)
+}
+
 /// Checks a payment request in this order and reports the first failure: amount, currency,
 /// source and destination, description, metadata, capture and expires_in_s, fee, idempotency
 /// key, path.
 pub fn prepare_payment(req: &PaymentRequest) -> CoreResult<PaymentPlan> {
     // 1. amount
-    let amount = req
-        .amount
-        .int_in(1, MAX_AMOUNT_MINOR)
-        .ok_or_else(|| amount_error(&req.amount))?;
+    let amount = amount_of(&req.amount)?;
     // 2. currency
     let currency = currency::normalize_value(&req.currency, "currency")?;
     // 3. accounts
@@ -162,19 +199,10 @@ pub fn prepare_payment(req: &PaymentRequest) -> CoreResult<PaymentPlan> {
         )?)
     };
     // 7. fee
-    let fee = fee_rule_of(&req.fee_rule)?.map_or(0, |rule| rule.fee(amount));
-    if fee > amount {
-        return Err(CoreError::new(
-            code::AMOUNT_TOO_SMALL,
-            Some("amount"),
-            format!("The fee ({fee}) is greater than the amount ({amount})."),
-        ));
-    }
+    let fee = fee_of(amount, &req.fee_rule)?;
     // 8. idempotency key
-    let required = bool_param(&req.require_idempotency_key, "require_idempotency_key")?;
-    check_idempotency_key_value(&req.idempotency_key, required)?;
+    idempotency_key_of(&req.idempotency_key, &req.require_idempotency_key)?;
     // 9. fingerprint
-    let path = path_of(&req.path)?;
     let body = Value::object([
         ("amount", Value::Int(amount)),
         ("currency", Value::str(currency)),
@@ -185,7 +213,7 @@ pub fn prepare_payment(req: &PaymentRequest) -> CoreResult<PaymentPlan> {
         ("metadata", metadata_value(&metadata)),
         ("expires_in_s", expires_in_s.map_or(Value::None, Value::Int)),
     ]);
-    let fingerprint = fingerprint("POST", path, &body)?;
+    let fingerprint = post_fingerprint(&req.path, &body)?;
     let (fee, net) = if capture {
         (Some(fee), Some(amount - fee))
     } else {
@@ -202,6 +230,168 @@ pub fn prepare_payment(req: &PaymentRequest) -> CoreResult<PaymentPlan> {
         expires_in_s,
         fee,
         net,
+        fingerprint,
+    })
+}
+
+/// The fee of capturing `amount` (1..=10^15) under `fee_rule` (`None`: no fee).
+pub fn settle_fee(amount: &Value, fee_rule: &Value) -> CoreResult<i64> {
+    fee_of(amount_of(amount)?, fee_rule)
+}
+
+/// The arguments of `prepare_capture`, as received.
+#[derive(Debug, Clone)]
+pub struct CaptureRequest {
+    pub path: Value,
+    pub amount: Value,
+    pub fee_rule: Value,
+    pub idempotency_key: Value,
+}
+
+impl Default for CaptureRequest {
+    /// The defaults of the optional arguments; the path is `None` (invalid).
+    fn default() -> Self {
+        CaptureRequest {
+            path: Value::None,
+            amount: Value::None,
+            fee_rule: Value::None,
+            idempotency_key: Value::None,
+        }
+    }
+}
+
+/// A checked capture of a hold. `amount` is `None` to capture all that was authorized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturePlan {
+    pub amount: Option<i64>,
+    pub fingerprint: String,
+}
+
+/// Checks a capture request in this order: amount, the fee (when an amount is given), the
+/// (optional) idempotency key, path.
+pub fn prepare_capture(req: &CaptureRequest) -> CoreResult<CapturePlan> {
+    let amount = optional_amount_of(&req.amount)?;
+    if let Some(amount) = amount {
+        fee_of(amount, &req.fee_rule)?;
+    }
+    check_idempotency_key_value(&req.idempotency_key, false)?;
+    let body = Value::object([("amount", amount.map_or(Value::None, Value::Int))]);
+    let fingerprint = post_fingerprint(&req.path, &body)?;
+    Ok(CapturePlan {
+        amount,
+        fingerprint,
+    })
+}
+
+/// The reasons a client may give for cancelling a hold (`expired` is set by the system only).
+pub const CANCELLATION_REASONS: [&str; 4] = [
+    "requested_by_customer",
+    "duplicate",
+    "fraudulent",
+    "abandoned",
+];
+/// The reason of a cancellation that gives none.
+pub const DEFAULT_CANCELLATION_REASON: &str = CANCELLATION_REASONS[0];
+
+/// The arguments of `prepare_cancel`, as received.
+#[derive(Debug, Clone)]
+pub struct CancelRequest {
+    pub path: Value,
+    pub reason: Value,
+    pub idempotency_key: Value,
+}
+
+impl Default for CancelRequest {
+    /// The defaults of the optional arguments; the path is `None` (invalid).
+    fn default() -> Self {
+        CancelRequest {
+            path: Value::None,
+            reason: Value::None,
+            idempotency_key: Value::None,
+        }
+    }
+}
+
+/// A checked cancellation of a hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelPlan {
+    pub reason: &'static str,
+    pub fingerprint: String,
+}
+
+/// `None` (the default reason) or one of [`CANCELLATION_REASONS`], else `parameter_invalid`.
+fn reason_of(v: &Value) -> CoreResult<&'static str> {
+    if v.is_none() {
+        return Ok(DEFAULT_CANCELLATION_REASON);
+    }
+    let given = v.as_str();
+    CANCELLATION_REASONS
+        .into_iter()
+        .find(|r| Some(*r) == given)
+        .ok_or_else(|| {
+            CoreError::parameter(
+                Some("reason"),
+                format!("reason must be one of {}.", CANCELLATION_REASONS.join(", ")),
+            )
+        })
+}
+
+/// Checks a cancellation request in this order: reason, the (optional) idempotency key, path.
+pub fn prepare_cancel(req: &CancelRequest) -> CoreResult<CancelPlan> {
+    let reason = reason_of(&req.reason)?;
+    check_idempotency_key_value(&req.idempotency_key, false)?;
+    let body = Value::object([("reason", Value::str(reason))]);
+    let fingerprint = post_fingerprint(&req.path, &body)?;
+    Ok(CancelPlan {
+        reason,
+        fingerprint,
+    })
+}
+
+/// The arguments of `prepare_refund`, as received.
+#[derive(Debug, Clone)]
+pub struct RefundRequest {
+    pub path: Value,
+    pub amount: Value,
+    pub metadata: Value,
+    pub idempotency_key: Value,
+    pub require_idempotency_key: Value,
+}
+
+impl Default for RefundRequest {
+    /// The defaults of the optional arguments; the path is `None` (invalid).
+    fn default() -> Self {
+        RefundRequest {
+            path: Value::None,
+            amount: Value::None,
+            metadata: Value::None,
+            idempotency_key: Value::None,
+            require_idempotency_key: Value::Bool(true),
+        }
+    }
+}
+
+/// A checked refund. `amount` is `None` to refund all that is left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundPlan {
+    pub amount: Option<i64>,
+    pub metadata: Vec<(String, String)>,
+    pub fingerprint: String,
+}
+
+/// Checks a refund request in this order: amount, metadata, idempotency key, path.
+pub fn prepare_refund(req: &RefundRequest) -> CoreResult<RefundPlan> {
+    let amount = optional_amount_of(&req.amount)?;
+    let metadata = validate_metadata(&req.metadata)?;
+    idempotency_key_of(&req.idempotency_key, &req.require_idempotency_key)?;
+    let body = Value::object([
+        ("amount", amount.map_or(Value::None, Value::Int)),
+        ("metadata", metadata_value(&metadata)),
+    ]);
+    let fingerprint = post_fingerprint(&req.path, &body)?;
+    Ok(RefundPlan {
+        amount,
+        metadata,
         fingerprint,
     })
 }
@@ -455,14 +645,12 @@ mod tests {
         assert_eq!(err_of(&req), e("parameter_invalid", "capture"));
     }
 
-    #[test]
-    fn amount_bounds() {
-        let mut req = base();
-        for ok in [1, 2, M] {
-            req.amount = Value::Int(ok);
-            assert_eq!(prepare_payment(&req).unwrap().amount, ok);
-        }
-        for bad in [
+    /// Amounts within `1..=M`.
+    const GOOD_AMOUNTS: [i64; 3] = [1, 2, M];
+
+    /// Values that are not an amount (but for `None`, which is optional in some requests).
+    fn bad_amounts() -> Vec<Value> {
+        vec![
             Value::Int(0),
             Value::Int(-1),
             Value::Int(M + 1),
@@ -470,10 +658,19 @@ mod tests {
             Value::Int(i64::MAX),
             Value::BigInt,
             Value::Bool(true),
-            Value::None,
             s("100"),
             Value::Unsupported("float".into()),
-        ] {
+        ]
+    }
+
+    #[test]
+    fn amount_bounds() {
+        let mut req = base();
+        for ok in GOOD_AMOUNTS {
+            req.amount = Value::Int(ok);
+            assert_eq!(prepare_payment(&req).unwrap().amount, ok);
+        }
+        for bad in bad_amounts().into_iter().chain([Value::None]) {
             req.amount = bad;
             assert_eq!(err_of(&req), e("amount_invalid", "amount"));
         }
@@ -776,5 +973,324 @@ mod tests {
             .map(|_| r("usd", 1, 0, None, None))
             .collect();
         assert_eq!(sched_err(too_many), e("parameter_invalid", "rules"));
+    }
+
+    fn code_param(r: CoreResult<impl std::fmt::Debug>) -> (&'static str, Option<String>) {
+        let x = r.unwrap_err();
+        assert!(!x.message.is_empty());
+        (x.code, x.param)
+    }
+
+    fn amount_body(amount: Option<i64>) -> Value {
+        Value::object([("amount", amount.map_or(Value::None, Value::Int))])
+    }
+
+    #[test]
+    fn settle_fee_checks_amount_then_rule() {
+        assert_eq!(settle_fee(&Value::Int(10_000), &Value::None), Ok(0));
+        assert_eq!(
+            settle_fee(&Value::Int(10_000), &rule(290, 30, None, None)),
+            Ok(320)
+        );
+        assert_eq!(settle_fee(&Value::Int(1), &rule(0, 1, None, None)), Ok(1));
+        assert_eq!(
+            settle_fee(&Value::Int(M), &rule(10_000, 0, None, None)),
+            Ok(M)
+        );
+        let err = settle_fee(&Value::Int(1_000), &rule(10_000, 1, None, None)).unwrap_err();
+        assert_eq!(
+            (err.code, err.param.as_deref(), err.message.as_str()),
+            (
+                "amount_too_small",
+                Some("amount"),
+                "The fee (1001) is greater than the amount (1000)."
+            )
+        );
+        for bad in bad_amounts().into_iter().chain([Value::None]) {
+            // the amount is checked before the rule
+            assert_eq!(
+                code_param(settle_fee(&bad, &s("rule"))),
+                e("amount_invalid", "amount")
+            );
+        }
+        for (bad, param) in [
+            (rule(10_001, 0, None, None), "percent_bps"),
+            (rule(0, M + 1, None, None), "fixed"),
+            (rule(0, 0, Some(-1), None), "min"),
+            (rule(0, 0, None, Some(M + 1)), "max"),
+            (Value::List(vec![Value::Int(0); 3]), "fee_rule"),
+            (Value::Int(0), "fee_rule"),
+        ] {
+            assert_eq!(
+                code_param(settle_fee(&Value::Int(100), &bad)),
+                e("parameter_invalid", param)
+            );
+        }
+    }
+
+    fn capture_base() -> CaptureRequest {
+        CaptureRequest {
+            path: s("/v1/payments/pay_1/capture"),
+            ..CaptureRequest::default()
+        }
+    }
+
+    #[test]
+    fn capture_defaults_to_the_whole_amount() {
+        let plan = prepare_capture(&capture_base()).unwrap();
+        assert_eq!(plan.amount, None);
+        let path = "/v1/payments/pay_1/capture";
+        let expected = fingerprint("POST", path, &amount_body(None)).unwrap();
+        assert_eq!(plan.fingerprint, expected);
+        assert_eq!(
+            canonical_json(&amount_body(None)).unwrap(),
+            r#"{"amount":null}"#
+        );
+        // an explicit None is the same request
+        let mut req = capture_base();
+        req.amount = Value::None;
+        req.idempotency_key = s("k");
+        assert_eq!(prepare_capture(&req).unwrap().fingerprint, expected);
+        // no amount: no fee to check
+        req.fee_rule = rule(0, M, None, None);
+        assert_eq!(prepare_capture(&req).unwrap().amount, None);
+    }
+
+    #[test]
+    fn capture_of_part_of_the_amount() {
+        let mut req = capture_base();
+        for ok in GOOD_AMOUNTS {
+            req.amount = Value::Int(ok);
+            let plan = prepare_capture(&req).unwrap();
+            assert_eq!(plan.amount, Some(ok));
+            assert_eq!(
+                plan.fingerprint,
+                fingerprint("POST", "/v1/payments/pay_1/capture", &amount_body(Some(ok))).unwrap()
+            );
+        }
+        req.amount = Value::Int(500);
+        req.fee_rule = rule(0, 500, None, None);
+        assert_eq!(prepare_capture(&req).unwrap().amount, Some(500));
+        req.fee_rule = rule(0, 501, None, None);
+        let err = prepare_capture(&req).unwrap_err();
+        assert_eq!(
+            err.message,
+            "The fee (501) is greater than the amount (500)."
+        );
+    }
+
+    /// `prepare` (a request with this amount, the rest valid) takes `None` and `1..=M`, and
+    /// reports any other amount as `amount_invalid`.
+    fn check_optional_amounts(prepare: impl Fn(Value) -> CoreResult<Option<i64>>) {
+        assert_eq!(prepare(Value::None), Ok(None));
+        for ok in GOOD_AMOUNTS {
+            assert_eq!(prepare(Value::Int(ok)), Ok(Some(ok)));
+        }
+        for bad in bad_amounts() {
+            assert_eq!(code_param(prepare(bad)), e("amount_invalid", "amount"));
+        }
+    }
+
+    #[test]
+    fn optional_amounts_of_captures_and_refunds() {
+        check_optional_amounts(|amount| {
+            let req = CaptureRequest {
+                amount,
+                ..capture_base()
+            };
+            prepare_capture(&req).map(|plan| plan.amount)
+        });
+        check_optional_amounts(|amount| {
+            let req = RefundRequest {
+                amount,
+                ..refund_base()
+            };
+            prepare_refund(&req).map(|plan| plan.amount)
+        });
+    }
+
+    #[test]
+    fn capture_check_order_is_fixed() {
+        let mut req = CaptureRequest {
+            path: Value::Int(0),
+            amount: Value::Int(0),
+            fee_rule: Value::Int(1),
+            idempotency_key: s(""),
+        };
+        let err = |r: &CaptureRequest| code_param(prepare_capture(r));
+        assert_eq!(err(&req), e("amount_invalid", "amount"));
+        req.amount = Value::Int(100);
+        assert_eq!(err(&req), e("parameter_invalid", "fee_rule"));
+        req.fee_rule = rule(10_001, 0, None, None);
+        assert_eq!(err(&req), e("parameter_invalid", "percent_bps"));
+        req.fee_rule = rule(0, 101, None, None);
+        assert_eq!(err(&req), e("amount_too_small", "amount"));
+        req.fee_rule = rule(0, 100, None, None);
+        assert_eq!(err(&req), e("idempotency_key_invalid", "Idempotency-Key"));
+        req.idempotency_key = Value::Int(1);
+        assert_eq!(err(&req), e("idempotency_key_invalid", "Idempotency-Key"));
+        req.idempotency_key = Value::None;
+        assert_eq!(err(&req), e("parameter_invalid", "path"));
+        req.path = Value::InvalidStr;
+        assert_eq!(err(&req), e("parameter_invalid", "path"));
+        req.path = s("/v1/payments/p/capture");
+        assert_eq!(prepare_capture(&req).unwrap().amount, Some(100));
+        req.idempotency_key = s(&"k".repeat(255));
+        assert!(prepare_capture(&req).is_ok());
+    }
+
+    fn cancel_base() -> CancelRequest {
+        CancelRequest {
+            path: s("/v1/payments/pay_1/cancel"),
+            ..CancelRequest::default()
+        }
+    }
+
+    fn reason_body(reason: &str) -> Value {
+        Value::object([("reason", s(reason))])
+    }
+
+    #[test]
+    fn cancel_reason_defaults() {
+        let plan = prepare_cancel(&cancel_base()).unwrap();
+        assert_eq!(plan.reason, "requested_by_customer");
+        let path = "/v1/payments/pay_1/cancel";
+        let expected = fingerprint("POST", path, &reason_body("requested_by_customer")).unwrap();
+        assert_eq!(plan.fingerprint, expected);
+        let mut req = cancel_base();
+        req.reason = s("requested_by_customer");
+        req.idempotency_key = s("k");
+        assert_eq!(prepare_cancel(&req).unwrap().fingerprint, expected);
+        for reason in CANCELLATION_REASONS {
+            req.reason = s(reason);
+            let plan = prepare_cancel(&req).unwrap();
+            assert_eq!(plan.reason, reason);
+            assert_eq!(
+                plan.fingerprint,
+                fingerprint("POST", path, &reason_body(reason)).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn cancel_reasons_are_a_closed_list() {
+        let mut req = cancel_base();
+        for bad in [
+            s("expired"),
+            s("Duplicate"),
+            s(" duplicate"),
+            s(""),
+            Value::InvalidStr,
+            Value::Int(1),
+            Value::Bool(false),
+            Value::List(vec![s("duplicate")]),
+        ] {
+            req.reason = bad;
+            let err = prepare_cancel(&req).unwrap_err();
+            assert_eq!(
+                (err.code, err.param.as_deref(), err.message.as_str()),
+                (
+                    "parameter_invalid",
+                    Some("reason"),
+                    "reason must be one of requested_by_customer, duplicate, fraudulent, abandoned."
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn cancel_check_order_is_fixed() {
+        let mut req = CancelRequest {
+            path: Value::None,
+            reason: s("expired"),
+            idempotency_key: s("caf\u{e9}"),
+        };
+        let err = |r: &CancelRequest| code_param(prepare_cancel(r));
+        assert_eq!(err(&req), e("parameter_invalid", "reason"));
+        req.reason = s("fraudulent");
+        assert_eq!(err(&req), e("idempotency_key_invalid", "Idempotency-Key"));
+        req.idempotency_key = Value::None;
+        assert_eq!(err(&req), e("parameter_invalid", "path"));
+        req.path = s("/v1/payments/p/cancel");
+        assert_eq!(prepare_cancel(&req).unwrap().reason, "fraudulent");
+    }
+
+    fn refund_base() -> RefundRequest {
+        RefundRequest {
+            path: s("/v1/payments/pay_1/refunds"),
+            idempotency_key: s("key-1"),
+            ..RefundRequest::default()
+        }
+    }
+
+    fn refund_body(amount: Option<i64>, metadata: Vec<(Value, Value)>) -> Value {
+        Value::object([
+            ("amount", amount.map_or(Value::None, Value::Int)),
+            ("metadata", Value::Dict(metadata)),
+        ])
+    }
+
+    #[test]
+    fn refund_defaults_to_what_is_left() {
+        let path = "/v1/payments/pay_1/refunds";
+        let plan = prepare_refund(&refund_base()).unwrap();
+        assert_eq!((plan.amount, plan.metadata.len()), (None, 0));
+        let expected = fingerprint("POST", path, &refund_body(None, vec![])).unwrap();
+        assert_eq!(plan.fingerprint, expected);
+        assert_eq!(
+            canonical_json(&refund_body(None, vec![])).unwrap(),
+            r#"{"amount":null,"metadata":{}}"#
+        );
+        // explicit None, empty metadata and another key are the same request
+        let mut req = refund_base();
+        req.amount = Value::None;
+        req.metadata = Value::Dict(vec![]);
+        req.idempotency_key = s("other");
+        assert_eq!(prepare_refund(&req).unwrap().fingerprint, expected);
+        req.amount = Value::Int(250);
+        req.metadata = Value::Dict(vec![(s("why"), s("damaged")), (s("a"), s(""))]);
+        let plan = prepare_refund(&req).unwrap();
+        assert_eq!(plan.amount, Some(250));
+        assert_eq!(
+            plan.metadata,
+            vec![
+                ("why".to_owned(), "damaged".to_owned()),
+                ("a".to_owned(), String::new())
+            ]
+        );
+        let meta = vec![(s("a"), s("")), (s("why"), s("damaged"))];
+        assert_eq!(
+            plan.fingerprint,
+            fingerprint("POST", path, &refund_body(Some(250), meta)).unwrap()
+        );
+    }
+
+    #[test]
+    fn refund_check_order_is_fixed() {
+        let mut req = RefundRequest {
+            path: Value::Int(0),
+            amount: Value::Int(M + 1),
+            metadata: Value::Dict(vec![(s("k"), Value::Int(1))]),
+            idempotency_key: Value::None,
+            require_idempotency_key: Value::Int(1),
+        };
+        let err = |r: &RefundRequest| code_param(prepare_refund(r));
+        assert_eq!(err(&req), e("amount_invalid", "amount"));
+        req.amount = Value::Int(M);
+        assert_eq!(err(&req), e("metadata_invalid", "metadata"));
+        req.metadata = Value::None;
+        assert_eq!(err(&req), e("parameter_invalid", "require_idempotency_key"));
+        req.require_idempotency_key = Value::Bool(true);
+        assert_eq!(err(&req), e("idempotency_key_missing", "Idempotency-Key"));
+        req.idempotency_key = s(&"k".repeat(256));
+        assert_eq!(err(&req), e("idempotency_key_invalid", "Idempotency-Key"));
+        req.idempotency_key = s("k");
+        assert_eq!(err(&req), e("parameter_invalid", "path"));
+        req.path = s("/v1/payments/p/refunds");
+        assert_eq!(prepare_refund(&req).unwrap().amount, Some(M));
+        // a key is optional only when not required
+        req.idempotency_key = Value::None;
+        req.require_idempotency_key = Value::Bool(false);
+        assert!(prepare_refund(&req).is_ok());
     }
 }

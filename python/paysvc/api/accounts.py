@@ -17,12 +17,12 @@ from paysvc.api.common import (
     Limit,
     StartingAfter,
     TenantDep,
-    from_core,
     json_response,
     outcome_response,
 )
 from paysvc.api.decode import decode_body
 from paysvc.api.schemas import AccountCreate
+from paysvc.errors import from_core
 from paysvc.resources import Account, AccountList, EntryList
 
 

@@ -7,7 +7,6 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any, cast
 
 from litestar import Litestar
@@ -20,12 +19,12 @@ from paysvc.api.accounts import AccountController
 from paysvc.api.auth import RateLimiter, provide_tenant
 from paysvc.api.context import RequestContextMiddleware
 from paysvc.api.errors_http import HANDLERS
+from paysvc.api.events import EventController
 from paysvc.api.fees import FeeScheduleController
 from paysvc.api.payments import PaymentController
 from paysvc.api.system import create_tenant, healthz, readyz
 from paysvc.config import Settings
 from paysvc.db.pool import make_pool
-from paysvc.db.retry import RetryPolicy
 from paysvc.ledger import housekeeping
 from paysvc.ledger.engine import EngineConfig, LedgerEngine
 from paysvc.logs import configure_logging
@@ -49,24 +48,29 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = make_pool(settings, database_url)
         await pool.open(wait=True, timeout=max(5.0, settings.connect_timeout_s * 2.0))
-        engine = LedgerEngine(pool, EngineConfig(
-            retry=RetryPolicy(settings.tx_max_attempts, settings.tx_backoff_base_ms, settings.tx_backoff_cap_ms),
-            idempotency_retention=timedelta(hours=settings.idempotency_retention_h),
-        ))
+        engine = LedgerEngine(pool, EngineConfig.from_settings(settings))
         app.state.pool = pool
         app.state.engine = engine
-        purger = asyncio.create_task(housekeeping.run_forever(pool, engine.config.idempotency_retention))
+        background = [
+            asyncio.create_task(housekeeping.run_job_forever(job), name=job.name)
+            for job in housekeeping.jobs(
+                engine, settings.expiry_sweep_interval_s, settings.events_sequence_interval_ms / 1000
+            )
+        ]
         try:
             yield
         finally:
-            purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purger
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await pool.close()
 
     app = Litestar(
         route_handlers=[
-            AccountController, PaymentController, FeeScheduleController, create_tenant, healthz, readyz,
+            AccountController, PaymentController, EventController, FeeScheduleController,
+            create_tenant, healthz, readyz,
         ],
         dependencies={
             "tenant": Provide(provide_tenant),

@@ -9,8 +9,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
 
-from paysvc._native import CoreError
-from paysvc.errors import ApiError, ErrorBody
+from paysvc.errors import ErrorBody
 from paysvc.ledger.engine import LedgerEngine
 from paysvc.ledger.idempotency import Outcome
 from paysvc.resources import encode
@@ -43,10 +42,6 @@ def outcome_response(outcome: Outcome) -> Response[bytes]:
     return Response(content=outcome.body, status_code=outcome.status, media_type=JSON, headers=headers)
 
 
-def from_core(error: CoreError) -> ApiError:
-    return ApiError(error.code, error.message, param=error.param)
-
-
 def _spec(description: str) -> ResponseSpec:
     return ResponseSpec(data_container=ErrorBody, description=description, generate_examples=False)
 
@@ -70,5 +65,15 @@ IDEMPOTENT_WRITE_ERRORS = {
     **WRITE_ERRORS,
     404: _spec("resource_missing (param names the field)"),
     409: _spec("idempotency_key_in_use"),
+    422: _spec("idempotency_key_reused"),
+}
+TRANSITION_ERRORS = {
+    **WRITE_ERRORS,
+    400: _spec(
+        "json_invalid, parameter_unknown, parameter_invalid, amount_invalid, amount_too_small, amount_too_large, "
+        "metadata_invalid, idempotency_key_missing, idempotency_key_invalid"
+    ),
+    404: _spec("resource_missing: no such payment"),
+    409: _spec("invalid_state (not allowed in the payment's state; stored under the key), idempotency_key_in_use"),
     422: _spec("idempotency_key_reused"),
 }

@@ -33,6 +33,11 @@ def decode_body(raw: bytes, struct: type[T]) -> T:
         raise ApiError("json_invalid", f"The request body is not valid JSON: {exc}") from None
 
 
+def decode_optional_body(raw: bytes, struct: type[T]) -> T:
+    """Like decode_body, but an empty body means every field takes its default."""
+    return decode_body(raw if raw.strip() else b"{}", struct)
+
+
 def _validation_error(text: str) -> ApiError:
     at = _AT.search(text)
     path = at.group("path") if at else ""

@@ -8,9 +8,10 @@ from litestar import Controller, Request, Response, get, put
 from litestar.openapi.datastructures import ResponseSpec
 
 from paysvc import _native, reads
-from paysvc.api.common import READ_ERRORS, WRITE_ERRORS, EngineDep, TenantDep, from_core, json_response
+from paysvc.api.common import READ_ERRORS, WRITE_ERRORS, EngineDep, TenantDep, json_response
 from paysvc.api.decode import decode_body
 from paysvc.api.schemas import FeeScheduleIn
+from paysvc.errors import from_core
 from paysvc.resources import FeeScheduleOut
 
 

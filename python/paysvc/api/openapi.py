@@ -6,6 +6,7 @@ each handler names its body struct in ``opt["request_body"]`` and this module ad
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -18,6 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 import paysvc
 
 REF = "#/components/schemas/{name}"
+_PATH_PARAM_TYPE = re.compile(r"\{(\w+):\w+\}")  # "/v1/payments/{payment_id:str}" -> "{payment_id}"
 
 
 def config() -> OpenAPIConfig:
@@ -46,14 +48,16 @@ def add_request_bodies(app: Litestar) -> None:
             if struct is None:
                 continue
             for method in handler.http_methods:
-                bodies.append((route.path, method.lower(), struct))
+                bodies.append((_PATH_PARAM_TYPE.sub(r"{\1}", route.path), method.lower(), struct))
     if not bodies:
         return
     (refs, components) = msgspec.json.schema_components([b[2] for b in bodies], ref_template=REF)
     schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
     for name, schema in components.items():
         schemas.setdefault(name, schema)
-    for (path, method, _struct), ref in zip(bodies, refs, strict=True):
+    for (path, method, struct), ref in zip(bodies, refs, strict=True):
         operation = document.get("paths", {}).get(path, {}).get(method)
-        if operation is not None:
-            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}
+        assert operation is not None, f"no OpenAPI operation for {method} {path}"
+        # A body whose fields all have defaults may be left out (capture, cancel, refund).
+        required = any(field.required for field in msgspec.structs.fields(struct))
+        operation["requestBody"] = {"required": required, "content": {"application/json": {"schema": ref}}}

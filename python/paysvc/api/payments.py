@@ -1,4 +1,4 @@
-"""Payments: create (capture or hold), get, list."""
+"""Payments: create (capture or hold), get, list; capture, cancel; refunds."""
 
 from __future__ import annotations
 
@@ -12,19 +12,20 @@ from paysvc import _native, reads
 from paysvc.api.common import (
     IDEMPOTENT_WRITE_ERRORS,
     READ_ERRORS,
+    TRANSITION_ERRORS,
     EngineDep,
     IdempotencyKey,
     Limit,
     StartingAfter,
     TenantDep,
     _spec,
-    from_core,
     json_response,
     outcome_response,
 )
-from paysvc.api.decode import decode_body
-from paysvc.api.schemas import PaymentCreate
-from paysvc.resources import Payment, PaymentList, PaymentStatus
+from paysvc.api.decode import decode_body, decode_optional_body
+from paysvc.api.schemas import PaymentCancel, PaymentCapture, PaymentCreate, RefundCreate
+from paysvc.errors import from_core
+from paysvc.resources import Payment, PaymentList, PaymentStatus, Refund, RefundList
 
 PAYMENTS_PATH = "/v1/payments"
 
@@ -88,3 +89,81 @@ class PaymentController(Controller):
         status: Annotated[PaymentStatus | None, Parameter(description="Only payments in this status.")] = None,
     ) -> Response[bytes]:
         return json_response(await reads.list_payments(engine.pool, tenant.id, limit, starting_after, status))
+
+    @post(
+        "/{payment_id:str}/capture",
+        status_code=200,
+        summary="Capture a hold: all of it, or a smaller amount (the rest is released)",
+        opt={"request_body": PaymentCapture},
+        responses={200: ResponseSpec(Payment, description="The payment, succeeded"), **TRANSITION_ERRORS},
+    )
+    async def capture(
+        self, request: Request[Any, Any, Any], payment_id: FromPath[str], tenant: TenantDep, engine: EngineDep,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[bytes]:
+        body = decode_optional_body(await request.body(), PaymentCapture)
+        try:
+            plan = _native.prepare_capture(
+                path=request.url.path, amount=body.amount, idempotency_key=idempotency_key
+            )
+        except _native.CoreError as exc:
+            raise from_core(exc) from None
+        request_id = request.scope["paysvc.request_id"]  # type: ignore[typeddict-item]
+        return outcome_response(await engine.capture(tenant, payment_id, plan, idempotency_key, request_id))
+
+    @post(
+        "/{payment_id:str}/cancel",
+        status_code=200,
+        summary="Cancel a hold: the held amount is released",
+        opt={"request_body": PaymentCancel},
+        responses={200: ResponseSpec(Payment, description="The payment, canceled"), **TRANSITION_ERRORS},
+    )
+    async def cancel(
+        self, request: Request[Any, Any, Any], payment_id: FromPath[str], tenant: TenantDep, engine: EngineDep,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[bytes]:
+        body = decode_optional_body(await request.body(), PaymentCancel)
+        try:
+            plan = _native.prepare_cancel(path=request.url.path, reason=body.reason, idempotency_key=idempotency_key)
+        except _native.CoreError as exc:
+            raise from_core(exc) from None
+        request_id = request.scope["paysvc.request_id"]  # type: ignore[typeddict-item]
+        return outcome_response(await engine.cancel(tenant, payment_id, plan, idempotency_key, request_id))
+
+    @post(
+        "/{payment_id:str}/refunds",
+        status_code=201,
+        summary="Refund a captured payment, in full or in part (the fee is kept)",
+        opt={"request_body": RefundCreate},
+        responses={
+            201: ResponseSpec(Refund, description="The refund"),
+            **TRANSITION_ERRORS,
+            402: _spec("insufficient_funds: the destination cannot pay the refund back; error.payment is the payment"),
+        },
+    )
+    async def refund(
+        self, request: Request[Any, Any, Any], payment_id: FromPath[str], tenant: TenantDep, engine: EngineDep,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[bytes]:
+        body = decode_optional_body(await request.body(), RefundCreate)
+        try:
+            plan = _native.prepare_refund(
+                path=request.url.path, amount=body.amount, metadata=body.metadata,
+                idempotency_key=idempotency_key, require_idempotency_key=True,
+            )
+        except _native.CoreError as exc:
+            raise from_core(exc) from None
+        assert idempotency_key is not None  # checked by prepare_refund
+        request_id = request.scope["paysvc.request_id"]  # type: ignore[typeddict-item]
+        return outcome_response(await engine.refund(tenant, payment_id, plan, idempotency_key, request_id))
+
+    @get(
+        "/{payment_id:str}/refunds",
+        summary="List a payment's refunds, newest first",
+        responses={200: ResponseSpec(RefundList, description="A page of refunds"), **READ_ERRORS},
+    )
+    async def list_refunds(
+        self, payment_id: FromPath[str], tenant: TenantDep, engine: EngineDep, limit: Limit = 10,
+        starting_after: StartingAfter = None,
+    ) -> Response[bytes]:
+        return json_response(await reads.list_refunds(engine.pool, tenant.id, payment_id, limit, starting_after))

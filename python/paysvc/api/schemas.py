@@ -28,6 +28,19 @@ class PaymentCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     expires_in_s: int | None = None
 
 
+class PaymentCapture(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    amount: int | None = None  # default: the whole authorized amount
+
+
+class PaymentCancel(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    reason: str | None = None  # default: requested_by_customer
+
+
+class RefundCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    amount: int | None = None  # default: what is left to refund
+    metadata: Metadata | None = None
+
+
 class FeeRuleIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     currency: str
     percent_bps: int

@@ -27,6 +27,7 @@ from paysvc.db.pool import Pool
 from paysvc.errors import service_unavailable
 
 log = logging.getLogger(__name__)
+_rng = random.Random()  # our own: jitter never touches (or is touched by) the global generator
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[tuple[object, ...]]
@@ -50,7 +51,7 @@ class RetryPolicy:
 
     def backoff_s(self, attempt: int) -> float:
         ceiling_ms = min(self.backoff_cap_ms, self.backoff_base_ms * (2 ** min(attempt, 16)))
-        return random.uniform(0, ceiling_ms) / 1000
+        return _rng.uniform(0, ceiling_ms) / 1000
 
 
 async def run_transaction(

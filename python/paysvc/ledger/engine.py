@@ -4,14 +4,16 @@ as one SERIALIZABLE transaction inside the retry helper, with its idempotency re
 Statements per payment (capture or hold, success or decline):
   1. INSERT idempotency claim … ON CONFLICT DO NOTHING RETURNING created_at  (also the tx timestamp)
   2. SELECT the source, destination and fee accounts … ORDER BY id FOR UPDATE
-  3. one data-modifying statement: INSERT payment, UPDATE balances (unnest), INSERT entries (unnest),
-     UPDATE the idempotency record with the response
+  3. one data-modifying statement: INSERT payment, INSERT its event (outbox), UPDATE balances (unnest),
+     INSERT entries (unnest), UPDATE the idempotency record with the response
 plus BEGIN and COMMIT. A replay is statements 1 and a lookup.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -20,17 +22,19 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from paysvc import ids
-from paysvc._native import AccountPlan, FeeRule, PaymentPlan
+from paysvc._native import AccountPlan, CancelPlan, CapturePlan, FeeRule, PaymentPlan, RefundPlan
+from paysvc.config import Settings
 from paysvc.db.pool import Pool
 from paysvc.db.retry import Conn, RetryPolicy, run_transaction
 from paysvc.errors import ApiError, not_found
-from paysvc.ledger import idempotency
+from paysvc.ledger import events, idempotency, lifecycle
 from paysvc.ledger.idempotency import InFlight, Outcome
 from paysvc.ledger.locks import AccountLocks
 from paysvc.ledger.postings import LOCK_ACCOUNTS, Posting, Writes, apply, lock_rows_of_tenant, no_writes
 from paysvc.resources import (
     Account,
     Balance,
+    EventType,
     FeeRuleOut,
     FeeScheduleOut,
     Payment,
@@ -45,10 +49,13 @@ WRITE_PAYMENT = """
 WITH pay AS (
     INSERT INTO payments (id, tenant_id, amount, amount_captured, amount_refunded, fee, net, currency,
                           source_id, destination_id, status, failure_code, cancellation_reason,
-                          description, metadata, created_at, expires_at)
+                          description, metadata, created_at, expires_at, last_event_at)
     VALUES (%(id)s, %(tenant)s, %(amount)s, %(captured)s, 0, %(fee)s, %(net)s, %(currency)s,
             %(source)s, %(destination)s, %(status)s, %(failure_code)s, NULL,
-            %(description)s, %(metadata)s, %(created_at)s, %(expires_at)s)
+            %(description)s, %(metadata)s, %(created_at)s, %(expires_at)s, %(created_at)s)
+), ev AS (
+    INSERT INTO events (id, tenant_id, type, data, created_at)
+    VALUES (%(event)s, %(tenant)s, %(event_type)s, %(event_data)s, %(created_at)s)
 ), bal AS (
     UPDATE accounts
     SET posted = accounts.posted + d.posted_delta,
@@ -69,6 +76,13 @@ WITH pay AS (
 UPDATE idempotency_keys SET status_code = %(status_code)s, response_body = %(body)s, payment_id = %(id)s
 WHERE tenant_id = %(tenant)s AND idem_key = %(key)s
 """
+
+# The event a new payment writes, by its status.
+CREATION_EVENTS: dict[PaymentStatus, EventType] = {
+    "requires_capture": "payment.authorized",
+    "succeeded": "payment.succeeded",
+    "failed": "payment.failed",
+}
 
 INSERT_ACCOUNT = (
     "INSERT INTO accounts (id, tenant_id, currency, allow_negative, purpose, metadata, created_at) "
@@ -109,6 +123,13 @@ SELECT %(tenant)s, a.currency, a.id FROM unnest(%(ids)s::UUID[], %(currencies)s:
 class EngineConfig:
     retry: RetryPolicy
     idempotency_retention: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineConfig:
+        return cls(
+            retry=RetryPolicy(settings.tx_max_attempts, settings.tx_backoff_base_ms, settings.tx_backoff_cap_ms),
+            idempotency_retention=timedelta(hours=settings.idempotency_retention_h),
+        )
 
 
 class LedgerEngine:
@@ -242,9 +263,65 @@ class LedgerEngine:
             "status_code": status_code,
             "body": body,
             "key": key,
+            "event": ids.new_uuid(),
+            "event_type": CREATION_EVENTS[payment.status],
+            "event_data": body if status_code == 201 else encode(payment),
         }
         params.update(writes.params())
         await conn.execute(WRITE_PAYMENT, params)
+
+    # ---- lifecycle: capture, cancel, refund, expiry (ledger/lifecycle.py) -----------------------
+
+    async def capture(
+        self, tenant: Tenant, payment: str, plan: CapturePlan, key: str | None, request_id: str
+    ) -> Outcome:
+        return await self._on_payment(tenant, payment, key, request_id, partial(lifecycle.capture, plan=plan))
+
+    async def cancel(
+        self, tenant: Tenant, payment: str, plan: CancelPlan, key: str | None, request_id: str
+    ) -> Outcome:
+        return await self._on_payment(tenant, payment, key, request_id, partial(lifecycle.cancel, plan=plan))
+
+    async def refund(self, tenant: Tenant, payment: str, plan: RefundPlan, key: str, request_id: str) -> Outcome:
+        return await self._on_payment(tenant, payment, key, request_id, partial(lifecycle.refund, plan=plan))
+
+    async def _on_payment(
+        self,
+        tenant: Tenant,
+        payment: str,
+        key: str | None,
+        request_id: str,
+        step: Callable[[Conn, lifecycle.Target], Awaitable[Outcome]],
+    ) -> Outcome:
+        """Run one transition of one payment: in-process, transitions of the same payment queue up
+        (instead of failing each other with serialization errors); the database still decides."""
+        payment_id = ids.decode(ids.PAYMENT, payment)
+        if payment_id is None:
+            raise not_found("payment", payment, param="id")
+        target = lifecycle.Target(
+            tenant, payment_id, payment, key, request_id, self.config.idempotency_retention
+        )
+
+        async def work(conn: Conn) -> Outcome:
+            return await step(conn, target)
+
+        guard = contextlib.nullcontext() if key is None else self.in_flight.claim(tenant.id, key)
+        with guard:
+            async with self.locks.hold([payment_id]):
+                # Without a key an ambiguous commit cannot be resolved: the client gets 503 and checks.
+                return await run_transaction(self.pool, work, policy=self.config.retry, idempotent=key is not None)
+
+    async def expire(self, payment_id: uuid.UUID) -> bool:
+        """Release one hold whose time is up (the sweeper's work); False if it was no longer open."""
+        async with self.locks.hold([payment_id]):
+            return await run_transaction(
+                self.pool, partial(lifecycle.expire_due, payment_id=payment_id), policy=self.config.retry,
+                idempotent=True,
+            )
+
+    async def sequence_events(self, tenant_id: uuid.UUID, max_batches: int = 1) -> int:
+        """Number the tenant's committed events for the feed (ledger/events.py)."""
+        return await events.sequence_tenant(self.pool, self.config.retry, tenant_id, max_batches)
 
     # ---- accounts ----------------------------------------------------------------------------
 
