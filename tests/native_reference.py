@@ -361,11 +361,8 @@ class CapturePlan:
     fingerprint: str
 
 
-def prepare_capture(*, path: object, amount: object = None, fee_rule: object = None,
-                    idempotency_key: object = None) -> CapturePlan:
+def prepare_capture(*, path: object, amount: object = None, idempotency_key: object = None) -> CapturePlan:
     amt = _optional_amount(amount)
-    if amt is not None:
-        _fee(amt, fee_rule)
     _check_key(idempotency_key, False)
     return CapturePlan(amt, _post_fingerprint(path, {"amount": amt}))
 

@@ -156,12 +156,12 @@ def prepare_capture(
     *,
     path: str,
     amount: int | None = None,
-    fee_rule: tuple[int, int, int | None, int | None] | None = None,
     idempotency_key: str | None = None,
 ) -> CapturePlan:
-    """Checks, in order: amount (``None`` or 1..``MAX_AMOUNT_MINOR``), the fee when an amount is
-    given (``fee_rule`` as in ``prepare_payment``), the (optional) idempotency key, path, and
-    fingerprints ``{"amount": amount}``."""
+    """Checks, in order: amount (``None`` or 1..``MAX_AMOUNT_MINOR``), the (optional) idempotency
+    key, path, and fingerprints ``{"amount": amount}``. The fee is not checked here (the
+    payment's currency, hence its fee rule, is unknown before the ledger transaction): the
+    transaction checks it with ``settle_fee``."""
 
 @final
 class CancelPlan:

@@ -378,20 +378,18 @@ impl PyCapturePlan {
 /// Checks a capture request; the first failure (in a fixed order) is raised as `CoreError`.
 #[pyfunction]
 #[pyo3(
-    signature = (*, path, amount = Arg::NONE, fee_rule = Arg::NONE, idempotency_key = Arg::NONE),
-    text_signature = "(*, path, amount=None, fee_rule=None, idempotency_key=None)"
+    signature = (*, path, amount = Arg::NONE, idempotency_key = Arg::NONE),
+    text_signature = "(*, path, amount=None, idempotency_key=None)"
 )]
 fn prepare_capture(
     py: Python<'_>,
     path: Arg,
     amount: Arg,
-    fee_rule: Arg,
     idempotency_key: Arg,
 ) -> PyResult<PyCapturePlan> {
     let request = plans::CaptureRequest {
         path: path.0,
         amount: amount.0,
-        fee_rule: fee_rule.0,
         idempotency_key: idempotency_key.0,
     };
     run(py, || plans::prepare_capture(&request)).map(PyCapturePlan)

@@ -244,7 +244,6 @@ pub fn settle_fee(amount: &Value, fee_rule: &Value) -> CoreResult<i64> {
 pub struct CaptureRequest {
     pub path: Value,
     pub amount: Value,
-    pub fee_rule: Value,
     pub idempotency_key: Value,
 }
 
@@ -254,7 +253,6 @@ impl Default for CaptureRequest {
         CaptureRequest {
             path: Value::None,
             amount: Value::None,
-            fee_rule: Value::None,
             idempotency_key: Value::None,
         }
     }
@@ -267,13 +265,11 @@ pub struct CapturePlan {
     pub fingerprint: String,
 }
 
-/// Checks a capture request in this order: amount, the fee (when an amount is given), the
-/// (optional) idempotency key, path.
+/// Checks a capture request in this order: amount, the (optional) idempotency key, path. The
+/// fee is not checked here (the payment's currency, hence its fee rule, is not known before the
+/// ledger transaction): the transaction checks it with [`settle_fee`].
 pub fn prepare_capture(req: &CaptureRequest) -> CoreResult<CapturePlan> {
     let amount = optional_amount_of(&req.amount)?;
-    if let Some(amount) = amount {
-        fee_of(amount, &req.fee_rule)?;
-    }
     check_idempotency_key_value(&req.idempotency_key, false)?;
     let body = Value::object([("amount", amount.map_or(Value::None, Value::Int))]);
     let fingerprint = post_fingerprint(&req.path, &body)?;
@@ -1051,9 +1047,6 @@ mod tests {
         req.amount = Value::None;
         req.idempotency_key = s("k");
         assert_eq!(prepare_capture(&req).unwrap().fingerprint, expected);
-        // no amount: no fee to check
-        req.fee_rule = rule(0, M, None, None);
-        assert_eq!(prepare_capture(&req).unwrap().amount, None);
     }
 
     #[test]
@@ -1068,15 +1061,6 @@ mod tests {
                 fingerprint("POST", "/v1/payments/pay_1/capture", &amount_body(Some(ok))).unwrap()
             );
         }
-        req.amount = Value::Int(500);
-        req.fee_rule = rule(0, 500, None, None);
-        assert_eq!(prepare_capture(&req).unwrap().amount, Some(500));
-        req.fee_rule = rule(0, 501, None, None);
-        let err = prepare_capture(&req).unwrap_err();
-        assert_eq!(
-            err.message,
-            "The fee (501) is greater than the amount (500)."
-        );
     }
 
     /// `prepare` (a request with this amount, the rest valid) takes `None` and `1..=M`, and
@@ -1114,18 +1098,11 @@ mod tests {
         let mut req = CaptureRequest {
             path: Value::Int(0),
             amount: Value::Int(0),
-            fee_rule: Value::Int(1),
             idempotency_key: s(""),
         };
         let err = |r: &CaptureRequest| code_param(prepare_capture(r));
         assert_eq!(err(&req), e("amount_invalid", "amount"));
         req.amount = Value::Int(100);
-        assert_eq!(err(&req), e("parameter_invalid", "fee_rule"));
-        req.fee_rule = rule(10_001, 0, None, None);
-        assert_eq!(err(&req), e("parameter_invalid", "percent_bps"));
-        req.fee_rule = rule(0, 101, None, None);
-        assert_eq!(err(&req), e("amount_too_small", "amount"));
-        req.fee_rule = rule(0, 100, None, None);
         assert_eq!(err(&req), e("idempotency_key_invalid", "Idempotency-Key"));
         req.idempotency_key = Value::Int(1);
         assert_eq!(err(&req), e("idempotency_key_invalid", "Idempotency-Key"));
