@@ -7,6 +7,9 @@ Statements per payment (capture or hold, success or decline):
   3. one data-modifying statement: INSERT payment, INSERT its event (outbox), UPDATE balances (unnest),
      INSERT entries (unnest), UPDATE the idempotency record with the response
 plus BEGIN and COMMIT. A replay is statements 1 and a lookup.
+
+Captures, cancels, refunds and expiry are in ledger/lifecycle.py (their statements are listed there);
+the numbering of events for the feed is in ledger/events.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""In-process, per-account locks taken in id order before a money transaction starts.
+"""In-process, per-row locks (accounts, and payments for their transitions) taken in id order before
+a money transaction starts.
 
 They are not what keeps money safe (SERIALIZABLE transactions and CHECK constraints are). They stop
-transactions of ONE process from racing for the same account row, which on PostgreSQL would make
-all but one of them fail with 40001 and retry. Across processes, the database still decides.
+transactions of ONE process from racing for the same row, which on PostgreSQL would make all but
+one of them fail with 40001 and retry. Across processes, the database still decides.
 """
 
 from __future__ import annotations
