@@ -1,10 +1,12 @@
 """Tenants and API keys. A key is shown once at creation; only its SHA-256 is stored (keys carry
 256 bits of entropy, so a fast hash is enough), with a short prefix kept for support.
+More keys per tenant, listing and revocation: paysvc/keys.py (the ``paysvc key`` commands).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import uuid
 from typing import Any
@@ -18,12 +20,14 @@ from paysvc.tenants import Tenant
 
 KEY_PREFIX = "sk_"
 KEY_PREFIX_SHOWN = 11  # "sk_" + 8 characters
+MAX_KEY_LENGTH = 200  # ours are 46 characters; anything far longer is rejected before the database
 MAX_TENANT_NAME = 200
 
 INSERT_TENANT = "INSERT INTO tenants (id, name) VALUES (%s, %s)"
 INSERT_KEY = "INSERT INTO api_keys (key_hash, tenant_id, key_prefix) VALUES (%s, %s, %s)"
 AUTHENTICATE = """
-SELECT k.tenant_id,
+SELECT k.key_hash,
+       k.tenant_id,
        (SELECT json_agg(json_build_array(r.currency, r.percent_bps, r.fixed_minor, r.min_minor,
                                          r.max_minor, f.account_id::TEXT))
         FROM fee_rules r
@@ -42,6 +46,22 @@ def hash_key(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
+def key_prefix(key: str) -> str:
+    """The part of a key that may be shown and stored in clear (for support and ``paysvc key list``)."""
+    return key[:KEY_PREFIX_SHOWN]
+
+
+def well_formed(key: str) -> bool:
+    """Cheap shape check, so that garbage never costs a database round trip (same 401 either way)."""
+    return key.startswith(KEY_PREFIX) and len(key) <= MAX_KEY_LENGTH
+
+
+def new_key_row(tenant_id: uuid.UUID) -> tuple[str, tuple[bytes, uuid.UUID, str]]:
+    """A fresh key and the parameters of INSERT_KEY that store it (its hash and prefix, never the key)."""
+    key = new_api_key()
+    return key, (hash_key(key), tenant_id, key_prefix(key))
+
+
 def validate_tenant_name(name: object) -> str:
     if not isinstance(name, str):
         raise ApiError("parameter_invalid", "name must be a string", param="name")
@@ -54,19 +74,26 @@ def validate_tenant_name(name: object) -> str:
 
 async def create_tenant(conn: psycopg.AsyncConnection[Any], name: str) -> TenantCreated:
     tenant_id = ids.new_uuid()
-    key = new_api_key()
+    key, key_row = new_key_row(tenant_id)
     async with conn.transaction():
         await conn.execute(INSERT_TENANT, (tenant_id, name))
-        await conn.execute(INSERT_KEY, (hash_key(key), tenant_id, key[:KEY_PREFIX_SHOWN]))
+        await conn.execute(INSERT_KEY, key_row)
     return TenantCreated(id=ids.encode(ids.TENANT, tenant_id), name=name, api_key=key)
 
 
 async def authenticate(conn: psycopg.AsyncConnection[Any], key: str) -> Tenant | None:
+    """The key's tenant, read from the database on every call (a revocation applies to the next
+    request), or None for a malformed, unknown or revoked key."""
+    if not well_formed(key):
+        return None
     key_hash = hash_key(key)
     row = await (await conn.execute(AUTHENTICATE, (key_hash,))).fetchone()
     if row is None:
         return None
-    tenant_id, rules = row
+    stored_hash, tenant_id, rules = row
+    # The lookup is by hash already; compare explicitly, in constant time, all the same.
+    if not hmac.compare_digest(bytes(stored_hash), key_hash):
+        return None
     fee_rules: dict[str, tuple[int, int, int | None, int | None]] = {}
     fee_accounts: dict[str, uuid.UUID] = {}
     for currency, bps, fixed, lo, hi, account_id in rules or ():

