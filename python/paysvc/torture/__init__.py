@@ -74,6 +74,9 @@ def main(settings: Settings, *, duration_s: float, clients: int, as_json: bool) 
     if not 1 <= clients <= MAX_CLIENTS or not 1 <= duration_s <= MAX_DURATION_S:
         print(f"paysvc: --clients must be 1..{MAX_CLIENTS} and --duration 1..{MAX_DURATION_S:.0f}", file=sys.stderr)
         return 2
+    # One log line per client request would drown the progress and cost the clients CPU.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     report = asyncio.run(run(duration_s, clients))
     if as_json:
         print(json.dumps(report.to_json()))
