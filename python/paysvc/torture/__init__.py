@@ -16,6 +16,7 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -77,7 +78,13 @@ def main(settings: Settings, *, duration_s: float, clients: int, as_json: bool) 
     # One log line per client request would drown the progress and cost the clients CPU.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    report = asyncio.run(run(duration_s, clients))
+    # SIGTERM like Ctrl-C: the run is cancelled and its API processes and database are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        report = asyncio.run(run(duration_s, clients))
+    except KeyboardInterrupt:
+        _progress("interrupted; the scratch database and API processes are stopped")
+        return 130
     if as_json:
         print(json.dumps(report.to_json()))
     else:
