@@ -2,7 +2,10 @@
 
 Every function checks its arguments in a fixed order and raises ``CoreError`` for the first
 failure, for arguments of any type (wrong types too). Integers are minor units held as signed
-64-bit integers; a Python ``int`` outside that range is rejected, never silently wrapped.
+64-bit integers; a Python ``int`` outside that range is rejected, never silently wrapped. An
+argument is read without calling into it, at most 1,000,000 values deep in all (more is a
+``CoreError``: nothing the API accepts comes close), and a panic inside the core becomes
+``CoreError("internal_error", ...)``.
 """
 
 from typing import Final, final

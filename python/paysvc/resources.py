@@ -157,6 +157,14 @@ class FeeScheduleOut(msgspec.Struct, kw_only=True):
     rules: list[FeeRuleOut]
 
 
+class Health(msgspec.Struct, kw_only=True):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(msgspec.Struct, kw_only=True):
+    status: Literal["ready"] = "ready"
+
+
 class TenantCreated(msgspec.Struct, kw_only=True):
     id: str
     name: str

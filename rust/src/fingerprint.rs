@@ -6,7 +6,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::errors::{CoreError, CoreResult};
-use crate::value::{MAX_DEPTH, Value};
+use crate::value::{MAX_DEPTH, MAX_VALUES, Value};
 
 fn body_error(message: impl Into<String>) -> CoreError {
     CoreError::parameter(None, message)
@@ -63,6 +63,11 @@ fn write_value(out: &mut String, v: &Value, depth: usize) -> CoreResult<()> {
             ));
         }
         Value::TooDeep => return Err(too_deep()),
+        Value::TooLarge => {
+            return Err(body_error(format!(
+                "The request body holds more than {MAX_VALUES} values."
+            )));
+        }
         Value::Unsupported(name) => {
             return Err(body_error(format!(
                 "The request body contains a value of type '{name}'; only null, booleans, \
@@ -269,6 +274,8 @@ mod tests {
             Value::BigInt,
             Value::InvalidStr,
             Value::TooDeep,
+            Value::TooLarge,
+            Value::List(vec![Value::TooLarge]),
             Value::Unsupported("float".into()),
             Value::List(vec![Value::Int(1), Value::Unsupported("bytes".into())]),
             Value::Dict(vec![(Value::Int(1), Value::Int(1))]),

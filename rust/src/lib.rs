@@ -1,8 +1,9 @@
 //! `paysvc._native`: the Python binding of the paysvc core.
 //!
 //! This file only translates. Every argument is read into a plain [`Value`] (reading never
-//! fails), the core modules apply the rules, and a [`CoreError`] becomes the Python exception
-//! `paysvc._native.CoreError`. No Python object is kept past a call, the GIL is held throughout
+//! fails, never calls into the argument, and stops after [`MAX_VALUES`] values), the core
+//! modules apply the rules, and a [`CoreError`] becomes the Python exception
+//! `paysvc._native.CoreError`. No argument is kept past a call, the GIL is held throughout
 //! (calls take microseconds), and a panic becomes `CoreError("internal_error")`.
 
 pub mod currency;
@@ -20,28 +21,35 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple};
 
 use crate::errors::{CoreError, CoreResult, catch_panics, py_repr};
-use crate::value::{MAX_DEPTH, Value};
+use crate::value::{MAX_DEPTH, MAX_VALUES, Value};
 
 /// `CoreError(code, param, message)`: a rejected input. `str(error)` is the message.
+///
+/// The fields hold the Python strings they were given (any `str`, lone surrogates included), so
+/// that building one from Python never fails on a `str`; the core's own errors hold UTF-8 text.
 #[pyclass(extends = PyValueError, frozen, name = "CoreError", module = "paysvc._native")]
 struct PyCoreError {
     #[pyo3(get)]
-    code: String,
+    code: Py<PyString>,
     #[pyo3(get)]
-    param: Option<String>,
+    param: Option<Py<PyString>>,
     #[pyo3(get)]
-    message: String,
+    message: Py<PyString>,
 }
 
 #[pymethods]
 impl PyCoreError {
     #[new]
     #[pyo3(signature = (code, param, message))]
-    fn new(code: String, param: Option<String>, message: String) -> Self {
+    fn new(
+        code: Bound<'_, PyString>,
+        param: Option<Bound<'_, PyString>>,
+        message: Bound<'_, PyString>,
+    ) -> Self {
         PyCoreError {
-            code,
-            param,
-            message,
+            code: code.unbind(),
+            param: param.map(Bound::unbind),
+            message: message.unbind(),
         }
     }
 
@@ -49,35 +57,45 @@ impl PyCoreError {
     #[pyo3(signature = (code, param, message))]
     fn __init__(
         slf: &Bound<'_, Self>,
-        code: String,
-        param: Option<String>,
-        message: String,
+        code: Bound<'_, PyString>,
+        param: Option<Bound<'_, PyString>>,
+        message: Bound<'_, PyString>,
     ) -> PyResult<()> {
         slf.setattr("args", (code, param, message))
     }
 
-    fn __str__(&self) -> &str {
-        &self.message
+    fn __str__(&self, py: Python<'_>) -> Py<PyString> {
+        self.message.clone_ref(py)
     }
 
-    fn __repr__(&self) -> String {
-        let param = self.param.as_deref().map_or("None".to_owned(), py_repr);
-        format!(
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        // `str.__repr__` itself: a subclass's own `__repr__` is not called.
+        let repr = py.get_type::<PyString>().getattr("__repr__")?;
+        let show =
+            |s: &Py<PyString>| -> PyResult<String> { Ok(repr.call1((s,))?.str()?.to_string()) };
+        let param = match &self.param {
+            Some(p) => show(p)?,
+            None => "None".to_owned(),
+        };
+        Ok(format!(
             "CoreError({}, {}, {})",
-            py_repr(&self.code),
+            show(&self.code)?,
             param,
-            py_repr(&self.message)
-        )
+            show(&self.message)?
+        ))
     }
 }
 
 /// The Python exception for `error`, with `args == (code, param, message)`.
 fn to_py_err(py: Python<'_>, error: CoreError) -> PyErr {
-    let args = (error.code, error.param.clone(), error.message.clone());
+    let code = PyString::new(py, error.code);
+    let param = error.param.as_deref().map(|p| PyString::new(py, p));
+    let message = PyString::new(py, &error.message);
+    let args = (code.clone(), param.clone(), message.clone());
     let exc = PyCoreError {
-        code: error.code.to_owned(),
-        param: error.param,
-        message: error.message,
+        code: code.unbind(),
+        param: param.map(Bound::unbind),
+        message: message.unbind(),
     };
     match Bound::new(py, exc) {
         Ok(obj) => match obj.setattr("args", args) {
@@ -93,59 +111,101 @@ fn run<T>(py: Python<'_>, f: impl FnOnce() -> CoreResult<T>) -> PyResult<T> {
     catch_panics(f).map_err(|e| to_py_err(py, e))
 }
 
-/// Reads a Python object into a [`Value`]. `depth` counts the containers around `obj`, and
-/// `open` holds the containers being read (a container inside itself is `TooDeep`).
-fn to_value(
-    obj: &Bound<'_, PyAny>,
-    depth: usize,
-    open: &mut Vec<*mut pyo3::ffi::PyObject>,
-) -> Value {
-    if obj.is_none() {
-        return Value::None;
+/// Reads one argument into a [`Value`], at most [`MAX_VALUES`] values of it.
+struct Reader {
+    /// The containers being read: a container inside itself is `TooDeep`.
+    open: Vec<*mut pyo3::ffi::PyObject>,
+    /// How many more values may be read.
+    left: usize,
+    /// Set once a value was refused for want of budget: every container around it is `TooLarge`.
+    exhausted: bool,
+}
+
+impl Reader {
+    fn read(obj: &Bound<'_, PyAny>) -> Value {
+        let mut reader = Reader {
+            open: Vec::new(),
+            left: MAX_VALUES,
+            exhausted: false,
+        };
+        reader.value(obj, 0)
     }
-    if let Ok(b) = obj.cast::<PyBool>() {
-        return Value::Bool(b.is_true());
+
+    /// `depth` counts the containers around `obj`.
+    fn value(&mut self, obj: &Bound<'_, PyAny>, depth: usize) -> Value {
+        if self.left == 0 {
+            self.exhausted = true;
+            return Value::TooLarge;
+        }
+        self.left -= 1;
+        if obj.is_none() {
+            return Value::None;
+        }
+        if let Ok(b) = obj.cast::<PyBool>() {
+            return Value::Bool(b.is_true());
+        }
+        if obj.is_instance_of::<PyInt>() {
+            return obj.extract::<i64>().map_or(Value::BigInt, Value::Int);
+        }
+        if let Ok(s) = obj.cast::<PyString>() {
+            return s
+                .to_str()
+                .map_or(Value::InvalidStr, |s| Value::Str(s.to_owned()));
+        }
+        let is_list = obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>();
+        let dict = obj.cast::<PyDict>().ok();
+        if !is_list && dict.is_none() {
+            let name = obj
+                .get_type()
+                .name()
+                .map_or_else(|_| "object".to_owned(), |n| n.to_string());
+            return Value::Unsupported(name);
+        }
+        if depth >= MAX_DEPTH || self.open.contains(&obj.as_ptr()) {
+            return Value::TooDeep;
+        }
+        self.open.push(obj.as_ptr());
+        let value = if let Some(dict) = dict {
+            let mut entries = Vec::with_capacity(dict.len().min(self.left));
+            for (k, v) in dict.iter() {
+                let key = self.value(&k, depth + 1);
+                let item = self.value(&v, depth + 1);
+                if self.exhausted {
+                    break;
+                }
+                entries.push((key, item));
+            }
+            Value::Dict(entries)
+        } else if let Ok(list) = obj.cast::<PyList>() {
+            self.items(list.iter(), list.len(), depth)
+        } else {
+            let tuple = obj.cast::<PyTuple>().expect("checked above");
+            self.items(tuple.iter(), tuple.len(), depth)
+        };
+        self.open.pop();
+        if self.exhausted {
+            Value::TooLarge
+        } else {
+            value
+        }
     }
-    if obj.is_instance_of::<PyInt>() {
-        return obj.extract::<i64>().map_or(Value::BigInt, Value::Int);
+
+    fn items<'py>(
+        &mut self,
+        items: impl Iterator<Item = Bound<'py, PyAny>>,
+        len: usize,
+        depth: usize,
+    ) -> Value {
+        let mut values = Vec::with_capacity(len.min(self.left));
+        for item in items {
+            let value = self.value(&item, depth + 1);
+            if self.exhausted {
+                break;
+            }
+            values.push(value);
+        }
+        Value::List(values)
     }
-    if let Ok(s) = obj.cast::<PyString>() {
-        return s
-            .to_str()
-            .map_or(Value::InvalidStr, |s| Value::Str(s.to_owned()));
-    }
-    let is_list = obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>();
-    let dict = obj.cast::<PyDict>().ok();
-    if !is_list && dict.is_none() {
-        let name = obj
-            .get_type()
-            .name()
-            .map_or_else(|_| "object".to_owned(), |n| n.to_string());
-        return Value::Unsupported(name);
-    }
-    if depth >= MAX_DEPTH || open.contains(&obj.as_ptr()) {
-        return Value::TooDeep;
-    }
-    open.push(obj.as_ptr());
-    let value = if let Some(dict) = dict {
-        Value::Dict(
-            dict.iter()
-                .map(|(k, v)| (to_value(&k, depth + 1, open), to_value(&v, depth + 1, open)))
-                .collect(),
-        )
-    } else if let Ok(list) = obj.cast::<PyList>() {
-        Value::List(list.iter().map(|x| to_value(&x, depth + 1, open)).collect())
-    } else {
-        let tuple = obj.cast::<PyTuple>().expect("checked above");
-        Value::List(
-            tuple
-                .iter()
-                .map(|x| to_value(&x, depth + 1, open))
-                .collect(),
-        )
-    };
-    open.pop();
-    value
 }
 
 /// An argument of any type, read into a [`Value`].
@@ -159,7 +219,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Arg {
     type Error = PyErr;
 
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        let read = catch_unwind(AssertUnwindSafe(|| to_value(&obj, 0, &mut Vec::new())));
+        let read = catch_unwind(AssertUnwindSafe(|| Reader::read(&obj)));
         read.map(Arg)
             .map_err(|_| to_py_err(obj.py(), CoreError::internal()))
     }

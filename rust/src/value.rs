@@ -7,6 +7,12 @@
 /// How many containers (lists, tuples, dicts) may be nested inside each other.
 pub const MAX_DEPTH: usize = 32;
 
+/// How many values (scalars, containers, dict keys) are read from one argument. A JSON body of
+/// 1 MiB holds fewer than 600,000, so no request comes near it; past it the argument is
+/// [`Value::TooLarge`], read no further. Without a bound, an argument that is small in memory
+/// (40 lists, each holding the next one twice) would be read as 2**40 values.
+pub const MAX_VALUES: usize = 1_000_000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     /// Python `None`.
@@ -25,6 +31,8 @@ pub enum Value {
     Dict(Vec<(Value, Value)>),
     /// A container nested deeper than [`MAX_DEPTH`] (or inside itself); its content was not read.
     TooDeep,
+    /// An argument holding more than [`MAX_VALUES`] values; it was not read to its end.
+    TooLarge,
     /// Any other type (`float`, `bytes`, `set`, objects...), with the Python type name.
     Unsupported(String),
 }
@@ -85,6 +93,7 @@ impl Value {
             Value::List(_) => "a list".to_owned(),
             Value::Dict(_) => "an object".to_owned(),
             Value::TooDeep => "a too deeply nested value".to_owned(),
+            Value::TooLarge => format!("a value of more than {MAX_VALUES} elements"),
             Value::Unsupported(name) => format!("a value of type '{name}'"),
         }
     }
@@ -139,6 +148,10 @@ mod tests {
         assert_eq!(Value::InvalidStr.kind(), "a string");
         assert_eq!(Value::List(vec![]).kind(), "a list");
         assert_eq!(Value::TooDeep.kind(), "a too deeply nested value");
+        assert_eq!(
+            Value::TooLarge.kind(),
+            "a value of more than 1000000 elements"
+        );
         assert_eq!(Value::Dict(vec![]).kind(), "an object");
         assert_eq!(
             Value::Unsupported("float".into()).kind(),

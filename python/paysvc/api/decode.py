@@ -1,4 +1,9 @@
-"""Strict JSON body decoding with Stripe-style error codes and the offending field in ``param``."""
+"""Strict JSON body decoding with Stripe-style error codes and the offending field in ``param``.
+
+Strings may hold any Unicode text but U+0000: PostgreSQL stores neither a NUL in ``text`` nor
+``\\u0000`` in ``jsonb``, so a body holding one is a 400 here (with the field's own code, as for a
+wrong type) rather than a failed insert and a 500.
+"""
 
 from __future__ import annotations
 
@@ -26,16 +31,45 @@ def decode_body(raw: bytes, struct: type[T]) -> T:
     if decoder is None:
         decoder = _decoders[struct] = msgspec.json.Decoder(struct, strict=True)
     try:
-        return decoder.decode(raw)  # type: ignore[return-value]
+        value: T = decoder.decode(raw)  # type: ignore[assignment]
     except msgspec.ValidationError as exc:
         raise _validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ApiError("json_invalid", f"The request body is not valid JSON: {exc}") from None
+    if _NUL_ESCAPE in raw:  # a NUL can only come in as this escape (a raw one is invalid JSON)
+        _reject_nul(value, "")
+    return value
 
 
 def decode_optional_body(raw: bytes, struct: type[T]) -> T:
     """Like decode_body, but an empty body means every field takes its default."""
     return decode_body(raw if raw.strip() else b"{}", struct)
+
+
+_NUL_ESCAPE = b"\\u0000"
+
+
+def _reject_nul(value: object, param: str) -> None:
+    """Raises for the first string holding U+0000 (in a key or a value), naming its field."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise _nul_error(param)
+    elif isinstance(value, msgspec.Struct):
+        for name in value.__struct_fields__:
+            _reject_nul(getattr(value, name), _join(param, name))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(key, param)
+            _reject_nul(item, param)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _reject_nul(item, f"{param}[{index}]")
+
+
+def _nul_error(param: str) -> ApiError:
+    field = param.split(".")[-1].split("[")[0]
+    message = f"Invalid {param}: text must not contain the NUL character (U+0000)."
+    return ApiError(_FIELD_CODES.get(field, "parameter_invalid"), message, param=param)
 
 
 def _validation_error(text: str) -> ApiError:

@@ -37,9 +37,21 @@ def on_validation_error(request: Request[Any, Any, Any], exc: ValidationExceptio
     param = None
     message = "Invalid request parameters."
     if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
-        param = exc.extra[0].get("key")
+        param = _wire_name(request, exc.extra[0].get("key"))
         message = f"Invalid parameter {param}: {exc.extra[0].get('message', 'invalid value')}."
     return error_response(ApiError("parameter_invalid", message, param=param), request)
+
+
+def _wire_name(request: Request[Any, Any, Any], key: object) -> str | None:
+    """The name the client sent a parameter under (``type``), not the handler's (``event_type``)."""
+    if not isinstance(key, str):
+        return None
+    try:
+        parameter = request.route_handler.parsed_fn_signature.parameters.get(key)
+    except Exception:  # no route, or a Litestar without these internals: the handler's name will do
+        return key
+    name = getattr(getattr(parameter, "kwarg_definition", None), "name", None)
+    return name if isinstance(name, str) and name else key
 
 
 def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:

@@ -2,6 +2,10 @@
 
 Bodies are decoded by hand (strict msgspec, our own error codes), so Litestar does not see them;
 each handler names its body struct in ``opt["request_body"]`` and this module adds it, once.
+The ``Idempotency-Key`` header is likewise checked by the Rust core (after the body, with its own
+codes), so Litestar only sees an optional string: this module documents its real form, and marks it
+required where the handler says so in ``opt["idempotency_key_required"]``. A handler with
+``opt["public"]`` needs no key: its operation says so with an empty ``security``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import paysvc
 
 REF = "#/components/schemas/{name}"
 _PATH_PARAM_TYPE = re.compile(r"\{(\w+):\w+\}")  # "/v1/payments/{payment_id:str}" -> "{payment_id}"
+IDEMPOTENCY_KEY = "Idempotency-Key"
+# 1..255 printable ASCII characters, space included (brief, section 2b).
+IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"}
 
 
 def config() -> OpenAPIConfig:
@@ -34,6 +41,9 @@ def config() -> OpenAPIConfig:
         render_plugins=[ScalarRenderPlugin()],
         components=Components(security_schemes={
             "apiKey": SecurityScheme(type="http", scheme="bearer", description="Authorization: Bearer <api key>"),
+            "adminToken": SecurityScheme(
+                type="http", scheme="bearer", description="Authorization: Bearer $PAYSVC_ADMIN_TOKEN"
+            ),
         }),
         security=[{"apiKey": []}],
     )
@@ -44,11 +54,18 @@ def add_request_bodies(app: Litestar) -> None:
     bodies: list[tuple[str, str, type]] = []
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):
+            path = _PATH_PARAM_TYPE.sub(r"{\1}", route.path)
+            for method in handler.http_methods:
+                operation = document.get("paths", {}).get(path, {}).get(method.lower())
+                if operation is not None:
+                    _document_idempotency_key(operation, bool(handler.opt.get("idempotency_key_required")))
+                    if handler.opt.get("public"):
+                        operation["security"] = []
             struct = handler.opt.get("request_body")
             if struct is None:
                 continue
             for method in handler.http_methods:
-                bodies.append((_PATH_PARAM_TYPE.sub(r"{\1}", route.path), method.lower(), struct))
+                bodies.append((path, method.lower(), struct))
     if not bodies:
         return
     (refs, components) = msgspec.json.schema_components([b[2] for b in bodies], ref_template=REF)
@@ -61,3 +78,10 @@ def add_request_bodies(app: Litestar) -> None:
         # A body whose fields all have defaults may be left out (capture, cancel, refund).
         required = any(field.required for field in msgspec.structs.fields(struct))
         operation["requestBody"] = {"required": required, "content": {"application/json": {"schema": ref}}}
+
+
+def _document_idempotency_key(operation: dict[str, Any], required: bool) -> None:
+    for parameter in operation.get("parameters", ()):
+        if parameter.get("in") == "header" and parameter.get("name") == IDEMPOTENCY_KEY:
+            parameter["schema"] = {**IDEMPOTENCY_KEY_SCHEMA, "description": parameter.get("description", "")}
+            parameter["required"] = required

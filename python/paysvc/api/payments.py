@@ -38,7 +38,7 @@ class PaymentController(Controller):
         "/",
         status_code=201,
         summary="Create a payment (capture: true moves the money now; false places a hold)",
-        opt={"request_body": PaymentCreate},
+        opt={"request_body": PaymentCreate, "idempotency_key_required": True},
         responses={
             201: ResponseSpec(Payment, description="The payment"),
             **IDEMPOTENT_WRITE_ERRORS,
@@ -134,7 +134,7 @@ class PaymentController(Controller):
         "/{payment_id:str}/refunds",
         status_code=201,
         summary="Refund a captured payment, in full or in part (the fee is kept)",
-        opt={"request_body": RefundCreate},
+        opt={"request_body": RefundCreate, "idempotency_key_required": True},
         responses={
             201: ResponseSpec(Refund, description="The refund"),
             **TRANSITION_ERRORS,

@@ -10,12 +10,12 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from paysvc import admin
 from paysvc.api.auth import check_admin
-from paysvc.api.common import WRITE_ERRORS, json_response
+from paysvc.api.common import WRITE_ERRORS, _spec, json_response
 from paysvc.api.decode import decode_body
 from paysvc.api.schemas import TenantCreate
 from paysvc.db.pool import Pool
 from paysvc.errors import service_unavailable
-from paysvc.resources import TenantCreated
+from paysvc.resources import Health, Readiness, TenantCreated
 
 
 @post(
@@ -24,6 +24,7 @@ from paysvc.resources import TenantCreated
     tags=["admin"],
     summary="Create a tenant and its first API key (shown once); needs PAYSVC_ADMIN_TOKEN",
     opt={"request_body": TenantCreate},
+    security=[{"adminToken": []}],
     responses={201: ResponseSpec(TenantCreated, description="The tenant and its API key"), **WRITE_ERRORS},
 )
 async def create_tenant(request: Request[Any, Any, State]) -> Response[bytes]:
@@ -36,16 +37,26 @@ async def create_tenant(request: Request[Any, Any, State]) -> Response[bytes]:
     return json_response(created, 201)
 
 
-@get("/healthz", tags=["health"], summary="Liveness: the process answers")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@get(
+    "/healthz",
+    tags=["health"],
+    summary="Liveness: the process answers",
+    opt={"public": True},
+    responses={200: ResponseSpec(Health, description="The process answers")},
+)
+async def healthz() -> Response[bytes]:
+    return json_response(Health())
 
 
 @get(
     "/readyz",
     tags=["health"],
     summary="Readiness: the database answers",
-    responses={503: ResponseSpec(dict[str, Any], description="service_unavailable")},
+    opt={"public": True},
+    responses={
+        200: ResponseSpec(Readiness, description="The database answers"),
+        503: _spec("service_unavailable: the database is not reachable (with Retry-After)"),
+    },
 )
 async def readyz(request: Request[Any, Any, State]) -> Response[bytes]:
     pool: Pool = request.app.state.pool
@@ -54,4 +65,4 @@ async def readyz(request: Request[Any, Any, State]) -> Response[bytes]:
             await conn.execute("SELECT 1")
     except Exception as exc:
         raise service_unavailable("The database is not reachable.") from exc
-    return json_response({"status": "ready"})
+    return json_response(Readiness())
