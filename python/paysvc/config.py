@@ -33,6 +33,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_token: str | None = None
     rate_limit_per_s: int = 10_000
     idempotency_retention_h: int = 24
+    # Group commit: the payments of one process are applied together, many per transaction.
+    group_commit: bool = True
+    group_commit_max_batch: int = 256
+    engine_queue_max: int = 10_000
     # Background work of every API process.
     expiry_sweep_interval_s: int = 5
     events_sequence_interval_ms: int = 1_000
@@ -52,6 +56,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         _require(1 <= self.tx_max_attempts <= 100, "PAYSVC_TX_MAX_ATTEMPTS must be between 1 and 100")
         _require(self.rate_limit_per_s >= 0, "PAYSVC_RATE_LIMIT_PER_S must be >= 0 (0 disables)")
         _require(self.idempotency_retention_h >= 1, "PAYSVC_IDEMPOTENCY_RETENTION_H must be >= 1")
+        _require(1 <= self.group_commit_max_batch <= 10_000,
+                 "PAYSVC_GROUP_COMMIT_MAX_BATCH must be between 1 and 10000")
+        _require(self.group_commit_max_batch <= self.engine_queue_max <= 1_000_000,
+                 "PAYSVC_ENGINE_QUEUE_MAX must be between PAYSVC_GROUP_COMMIT_MAX_BATCH and 1000000")
         _require(1 <= self.expiry_sweep_interval_s <= 3_600,
                  "PAYSVC_EXPIRY_SWEEP_INTERVAL_S must be between 1 and 3600")
         _require(10 <= self.events_sequence_interval_ms <= 60_000,

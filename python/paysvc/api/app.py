@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await engine.close()
             await pool.close()
 
     app = Litestar(

@@ -31,17 +31,16 @@ from paysvc.db.pool import Pool
 from paysvc.db.retry import Conn, RetryPolicy, run_transaction
 from paysvc.errors import ApiError, not_found
 from paysvc.ledger import events, idempotency, lifecycle
+from paysvc.ledger.batching import CREATION_EVENTS, GroupCommitter, new_payment
 from paysvc.ledger.idempotency import InFlight, Outcome
 from paysvc.ledger.locks import AccountLocks
 from paysvc.ledger.postings import LOCK_ACCOUNTS, Posting, Writes, apply, lock_rows_of_tenant, no_writes
 from paysvc.resources import (
     Account,
     Balance,
-    EventType,
     FeeRuleOut,
     FeeScheduleOut,
     Payment,
-    PaymentStatus,
     account_from_row,
     encode,
 )
@@ -79,13 +78,6 @@ WITH pay AS (
 UPDATE idempotency_keys SET status_code = %(status_code)s, response_body = %(body)s, payment_id = %(id)s
 WHERE tenant_id = %(tenant)s AND idem_key = %(key)s
 """
-
-# The event a new payment writes, by its status.
-CREATION_EVENTS: dict[PaymentStatus, EventType] = {
-    "requires_capture": "payment.authorized",
-    "succeeded": "payment.succeeded",
-    "failed": "payment.failed",
-}
 
 INSERT_ACCOUNT = (
     "INSERT INTO accounts (id, tenant_id, currency, allow_negative, purpose, metadata, created_at) "
@@ -126,12 +118,18 @@ SELECT %(tenant)s, a.currency, a.id FROM unnest(%(ids)s::UUID[], %(currencies)s:
 class EngineConfig:
     retry: RetryPolicy
     idempotency_retention: timedelta
+    group_commit: bool = True
+    group_commit_max_batch: int = 256
+    queue_max: int = 10_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
         return cls(
             retry=RetryPolicy(settings.tx_max_attempts, settings.tx_backoff_base_ms, settings.tx_backoff_cap_ms),
             idempotency_retention=timedelta(hours=settings.idempotency_retention_h),
+            group_commit=settings.group_commit,
+            group_commit_max_batch=settings.group_commit_max_batch,
+            queue_max=settings.engine_queue_max,
         )
 
 
@@ -141,6 +139,16 @@ class LedgerEngine:
         self.config = config
         self.in_flight = InFlight()
         self.locks = AccountLocks()
+        self.committer: GroupCommitter | None = None
+        if config.group_commit:
+            self.committer = GroupCommitter(
+                pool, config.retry, config.idempotency_retention, config.group_commit_max_batch, config.queue_max
+            )
+
+    async def close(self) -> None:
+        """Stop the group committer; requests still queued are answered 503."""
+        if self.committer is not None:
+            await self.committer.stop()
 
     # ---- payments --------------------------------------------------------------------------
 
@@ -153,6 +161,8 @@ class LedgerEngine:
             self._payment_tx, tenant, plan, key, request_id, source, destination, fee_account, lock_ids
         )
         with self.in_flight.claim(tenant.id, key):
+            if self.committer is not None:  # many payments per transaction (ledger/batching.py)
+                return await self.committer.submit(tenant, plan, key, request_id)
             async with self.locks.hold(lock_ids):
                 return await run_transaction(self.pool, work, policy=self.config.retry, idempotent=True)
 
@@ -204,11 +214,11 @@ class LedgerEngine:
                 assert fee_account is not None
                 postings.append(Posting(fee_account, "fee", fee))
             writes = apply(accounts, postings)
-            payment = _new_payment(plan, payment_id, now, "succeeded", captured=plan.amount)
+            payment = new_payment(plan, payment_id, now, "succeeded", captured=plan.amount)
         else:
             assert plan.expires_in_s is not None
             writes = apply(accounts, [], pending_deltas={source: plan.amount})
-            payment = _new_payment(plan, payment_id, now, "requires_capture",
+            payment = new_payment(plan, payment_id, now, "requires_capture",
                                    expires_at=now + timedelta(seconds=plan.expires_in_s))
         body = encode(payment)
         await self._write_payment(conn, tenant, key, payment_id, payment, writes, 201, body)
@@ -224,7 +234,7 @@ class LedgerEngine:
         now: datetime,
         request_id: str,
     ) -> Outcome:
-        payment = _new_payment(plan, payment_id, now, "failed", failure_code="insufficient_funds")
+        payment = new_payment(plan, payment_id, now, "failed", failure_code="insufficient_funds")
         error = ApiError(
             "insufficient_funds",
             f"The source account {plan.source} does not have {plan.amount} {plan.currency} available.",
@@ -419,34 +429,3 @@ class LedgerEngine:
         await conn.execute(idempotency.COMPLETE, (error.status, body, None, tenant.id, key))
         return Outcome(error.status, body)
 
-
-def _new_payment(
-    plan: PaymentPlan,
-    payment_id: uuid.UUID,
-    now: datetime,
-    status: PaymentStatus,
-    *,
-    captured: int = 0,
-    expires_at: datetime | None = None,
-    failure_code: str | None = None,
-) -> Payment:
-    """The payment as created: fee and net only once money moved (a capture)."""
-    moved = status == "succeeded"
-    return Payment(
-        id=ids.encode(ids.PAYMENT, payment_id),
-        amount=plan.amount,
-        amount_captured=captured,
-        amount_refunded=0,
-        fee=plan.fee if moved else None,
-        net=plan.net if moved else None,
-        currency=plan.currency,
-        source=plan.source,
-        destination=plan.destination,
-        status=status,
-        failure_code=failure_code,
-        cancellation_reason=None,
-        description=plan.description,
-        metadata=dict(plan.metadata),
-        created_at=rfc3339(now),
-        expires_at=None if expires_at is None else rfc3339(expires_at),
-    )
