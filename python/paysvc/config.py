@@ -41,6 +41,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     expiry_sweep_interval_s: int = 5
     events_sequence_interval_ms: int = 1_000
     max_body_bytes: int = 64 * 1024
+    max_batch_body_bytes: int = 1024 * 1024  # POST /v1/payments/batch
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

@@ -145,6 +145,26 @@ class EventListDoc(msgspec.Struct, kw_only=True):
     has_more: bool
 
 
+class BatchItemResult(msgspec.Struct, kw_only=True):
+    status: int  # the HTTP status the single endpoint would answer
+    body: msgspec.Raw  # and its body
+
+
+class BatchResult(msgspec.Struct, kw_only=True):
+    object: Literal["list"] = "list"
+    data: list[BatchItemResult]
+
+
+class BatchItemResultDoc(msgspec.Struct, kw_only=True):
+    status: int
+    body: dict[str, Any]  # a Payment, or an error body
+
+
+class BatchResultDoc(msgspec.Struct, kw_only=True):
+    object: Literal["list"] = "list"
+    data: list[BatchItemResultDoc]
+
+
 class FeeRuleOut(msgspec.Struct, kw_only=True):
     currency: str
     percent_bps: int

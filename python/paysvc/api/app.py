@@ -21,7 +21,7 @@ from paysvc.api.context import RequestContextMiddleware
 from paysvc.api.errors_http import HANDLERS
 from paysvc.api.events import EventController
 from paysvc.api.fees import FeeScheduleController
-from paysvc.api.payments import PaymentController
+from paysvc.api.payments import BATCH_PATH, PaymentController
 from paysvc.api.system import create_tenant, healthz, readyz
 from paysvc.config import Settings
 from paysvc.db.pool import make_pool
@@ -77,7 +77,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "tenant": Provide(provide_tenant),
             "engine": Provide(provide_engine, sync_to_thread=False),
         },
-        middleware=[DefineMiddleware(cast(Any, RequestContextMiddleware), max_body_bytes=settings.max_body_bytes)],
+        middleware=[DefineMiddleware(
+            cast(Any, RequestContextMiddleware), max_body_bytes=settings.max_body_bytes,
+            larger_bodies={BATCH_PATH: settings.max_batch_body_bytes},
+        )],
         exception_handlers=HANDLERS,
         lifespan=[lifespan],
         openapi_config=openapi.config(),

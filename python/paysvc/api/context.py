@@ -42,9 +42,12 @@ def request_id_header_owed(scope: Any) -> bool:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, larger_bodies: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.larger_bodies = larger_bodies or {}  # path -> its own limit (the batch endpoint: 1 MiB)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,7 +66,7 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        limit = self.max_body_bytes
+        limit = self.larger_bodies.get(scope["path"], self.max_body_bytes)
         if scope["method"] in _BODY_METHODS:
             length = _content_length(scope)
             too_large = length is not None and length > limit

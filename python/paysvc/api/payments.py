@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, Parameter
@@ -13,6 +15,7 @@ from paysvc.api.common import (
     IDEMPOTENT_WRITE_ERRORS,
     READ_ERRORS,
     TRANSITION_ERRORS,
+    WRITE_ERRORS,
     EngineDep,
     IdempotencyKey,
     Limit,
@@ -23,11 +26,31 @@ from paysvc.api.common import (
     outcome_response,
 )
 from paysvc.api.decode import decode_body, decode_optional_body
-from paysvc.api.schemas import PaymentCancel, PaymentCapture, PaymentCreate, RefundCreate
-from paysvc.errors import from_core
-from paysvc.resources import Payment, PaymentList, PaymentStatus, Refund, RefundList
+from paysvc.api.schemas import (
+    PaymentBatch,
+    PaymentBatchDoc,
+    PaymentBatchItem,
+    PaymentCancel,
+    PaymentCapture,
+    PaymentCreate,
+    RefundCreate,
+)
+from paysvc.errors import ApiError, from_core
+from paysvc.resources import (
+    BatchItemResult,
+    BatchResult,
+    BatchResultDoc,
+    Payment,
+    PaymentList,
+    PaymentStatus,
+    Refund,
+    RefundList,
+)
+from paysvc.tenants import Tenant
 
 PAYMENTS_PATH = "/v1/payments"
+BATCH_PATH = "/v1/payments/batch"
+MAX_BATCH_ITEMS = 1_000
 
 
 class PaymentController(Controller):
@@ -49,27 +72,73 @@ class PaymentController(Controller):
         self, request: Request[Any, Any, Any], tenant: TenantDep, engine: EngineDep,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[bytes]:
-        body = decode_body(await request.body(), PaymentCreate)
-        try:
-            plan = _native.prepare_payment(
-                path=PAYMENTS_PATH,
-                amount=body.amount,
-                currency=body.currency,
-                source=body.source,
-                destination=body.destination,
-                capture=body.capture,
-                description=body.description,
-                metadata=body.metadata,
-                expires_in_s=body.expires_in_s,
-                fee_rule=tenant.fee_rule(body.currency),
-                idempotency_key=idempotency_key,
-                require_idempotency_key=True,
-            )
-        except _native.CoreError as exc:
-            raise from_core(exc) from None
+        plan = _payment_plan(decode_body(await request.body(), PaymentCreate), tenant, idempotency_key)
         assert idempotency_key is not None  # checked by prepare_payment
         request_id = request.scope["paysvc.request_id"]  # type: ignore[typeddict-item]
         return outcome_response(await engine.create_payment(tenant, plan, idempotency_key, request_id))
+
+    @post(
+        "/batch",
+        status_code=200,
+        summary="Create up to 1000 payments, each with its own idempotency_key, answered item by item",
+        description=(
+            "Each item is what POST /v1/payments takes, plus its idempotency_key; it gets exactly the "
+            "status and body that endpoint would answer, in request order. Items are independent: a "
+            "declined or invalid item does not fail the others. Bodies up to 1 MiB."
+        ),
+        opt={"request_body": PaymentBatchDoc},
+        responses={200: ResponseSpec(BatchResultDoc, description="One result per item, in order"),
+                   **WRITE_ERRORS, 400: _spec("json_invalid, parameter_missing, parameter_invalid (payments)")},
+    )
+    async def create_batch(
+        self, request: Request[Any, Any, Any], tenant: TenantDep, engine: EngineDep
+    ) -> Response[bytes]:
+        batch = decode_body(await request.body(), PaymentBatch)
+        if not 1 <= len(batch.payments) <= MAX_BATCH_ITEMS:
+            raise ApiError("parameter_invalid", f"payments must hold 1 to {MAX_BATCH_ITEMS} items.",
+                           param="payments")
+        request_id: str = request.scope["paysvc.request_id"]  # type: ignore[typeddict-item]
+
+        # Check every item first; then apply them in waves, the n-th use of a key in the n-th wave, so
+        # a key given twice is answered as if sent twice in order (a replay, or 422), never "in use".
+        prepared: list[tuple[_native.PaymentPlan, str] | ApiError] = []
+        for raw in batch.payments:
+            try:
+                item = decode_body(bytes(raw), PaymentBatchItem)
+                plan = _payment_plan(item, tenant, item.idempotency_key)
+                assert item.idempotency_key is not None  # checked by prepare_payment
+                prepared.append((plan, item.idempotency_key))
+            except ApiError as error:
+                prepared.append(error)
+        waves: list[list[int]] = []
+        uses: dict[str, int] = {}
+        for index, entry in enumerate(prepared):
+            if not isinstance(entry, ApiError):
+                wave = uses[entry[1]] = uses.get(entry[1], -1) + 1
+                while len(waves) <= wave:
+                    waves.append([])
+                waves[wave].append(index)
+
+        async def apply(index: int) -> None:
+            entry = prepared[index]
+            assert not isinstance(entry, ApiError)
+            try:
+                outcome = await engine.create_payment(tenant, entry[0], entry[1], request_id)
+            except ApiError as error:
+                prepared[index] = error
+            else:
+                results[index] = BatchItemResult(status=outcome.status, body=msgspec.Raw(outcome.body))
+
+        results: list[BatchItemResult | None] = [None] * len(prepared)
+        for wave_items in waves:
+            await asyncio.gather(*(apply(index) for index in wave_items))
+        data = []
+        for entry, result in zip(prepared, results, strict=True):
+            if isinstance(entry, ApiError):
+                result = BatchItemResult(status=entry.status, body=msgspec.Raw(entry.body(request_id)))
+            assert result is not None
+            data.append(result)
+        return json_response(BatchResult(data=data))
 
     @get(
         "/{payment_id:str}",
@@ -167,3 +236,24 @@ class PaymentController(Controller):
         starting_after: StartingAfter = None,
     ) -> Response[bytes]:
         return json_response(await reads.list_refunds(engine.pool, tenant.id, payment_id, limit, starting_after))
+
+
+def _payment_plan(body: PaymentCreate, tenant: Tenant, idempotency_key: str | None) -> _native.PaymentPlan:
+    """Check a payment request in the Rust core (fee, fingerprint over the single endpoint's path)."""
+    try:
+        return _native.prepare_payment(
+            path=PAYMENTS_PATH,
+            amount=body.amount,
+            currency=body.currency,
+            source=body.source,
+            destination=body.destination,
+            capture=body.capture,
+            description=body.description,
+            metadata=body.metadata,
+            expires_in_s=body.expires_in_s,
+            fee_rule=tenant.fee_rule(body.currency),
+            idempotency_key=idempotency_key,
+            require_idempotency_key=True,
+        )
+    except _native.CoreError as exc:
+        raise from_core(exc) from None

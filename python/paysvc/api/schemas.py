@@ -28,6 +28,20 @@ class PaymentCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     expires_in_s: int | None = None
 
 
+class PaymentBatchItem(PaymentCreate, forbid_unknown_fields=True, kw_only=True):
+    idempotency_key: str | None = None  # required; checked (with its form) like the header
+
+
+class PaymentBatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    payments: list[msgspec.Raw]  # each decoded on its own, so one bad item is that item's 400
+
+
+class PaymentBatchDoc(msgspec.Struct, kw_only=True):
+    """The batch request as documented (1..1000 items; each item is decoded and answered on its own)."""
+
+    payments: list[PaymentBatchItem]
+
+
 class PaymentCapture(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     amount: int | None = None  # default: the whole authorized amount
 
