@@ -317,9 +317,9 @@ def _apply_one(request: Request, accounts: dict[uuid.UUID, LockedAccount], now: 
     tenant, plan = request.tenant, request.plan
     source = ids.decode(ids.ACCOUNT, plan.source)
     destination = ids.decode(ids.ACCOUNT, plan.destination)
-    mine = {a: row for a, row in accounts.items() if row.tenant_id == tenant.id and a in (source, destination)}
     for param, account_id, text in (("source", source, plan.source), ("destination", destination, plan.destination)):
-        if account_id is None or account_id not in mine:
+        row = None if account_id is None else accounts.get(account_id)
+        if row is None or row.tenant_id != tenant.id:  # another tenant's account is a missing one
             body = not_found("account", text, param=param).body(request.request_id)
             out.add(o_tenants=tenant.id, o_keys=request.key, o_statuses=404, o_bodies=body, o_payments=None)
             return Outcome(404, body)
