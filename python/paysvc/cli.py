@@ -151,6 +151,23 @@ def cmd_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
         return keys.revoke(url, args.key)
 
 
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from paysvc import bench
+
+    try:
+        scenarios = bench.parse_scenarios(args.scenarios)
+    except ValueError as exc:
+        print(f"paysvc: {exc}", file=sys.stderr)
+        return 2
+    options = bench.Options(
+        processes=args.processes, duration_s=args.duration, connections=args.connections,
+        out_dir=Path(args.out), scenarios=scenarios, as_json=args.json,
+    )
+    return bench.main(settings, options)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="paysvc", description="paysvc: payments on a double-entry ledger")
     commands = top.add_subparsers(dest="command", required=True)
@@ -192,6 +209,20 @@ def parser() -> argparse.ArgumentParser:
     key_revoke = key_commands.add_parser("revoke", help="revoke an API key, given in full or by its prefix")
     key_revoke.add_argument("key", help="the key, or its prefix as `key list` shows it")
     key_revoke.set_defaults(func=cmd_key_revoke)
+
+    bench = commands.add_parser(
+        "bench", help="measure payments/s and latency (wrk) on a scratch database and API processes, "
+        "the database's ceiling for the same SQL (pgbench), and the Rust core against its Python reference")
+    bench.add_argument("--processes", type=int, default=1, help="API processes (default 1)")
+    bench.add_argument("--duration", type=float, default=20.0, help="seconds per scenario (default 20)")
+    bench.add_argument("--connections", type=int, default=16,
+                       help="HTTP connections, and pgbench clients (default 16)")
+    bench.add_argument("--out", default="bench-results",
+                       help="directory for bench.json and the PNG plots (default ./bench-results)")
+    bench.add_argument("--scenarios", default="spread,hot_merchant,read_heavy,open_loop",
+                       help="comma-separated subset of spread,hot_merchant,read_heavy,open_loop (default all)")
+    bench.add_argument("--json", action="store_true", help="print the JSON report instead of a table")
+    bench.set_defaults(func=cmd_bench)
 
     tenant = commands.add_parser("tenant", help="manage tenants")
     tenant_commands = tenant.add_subparsers(dest="tenant_command", required=True)
