@@ -263,8 +263,7 @@ async def _batch_tx(batch: list[Request], retention: timedelta, conn: Conn) -> l
     params["posted_deltas"] = [out.touched[a][0] for a in account_ids]
     params["pending_deltas"] = [out.touched[a][1] for a in account_ids]
     params["acct_seqs"] = [accounts[a].entry_seq for a in account_ids]
-    for name in ("p_metadata",):
-        params[name] = [Jsonb(m) for m in params[name]]
+    params["p_metadata"] = [Jsonb(m) for m in params["p_metadata"]]
     await conn.execute(WRITE_BATCH, params)
     if forget:
         await conn.execute(FORGET_MANY, ([batch[i].tenant.id for i in forget], [batch[i].key for i in forget]))

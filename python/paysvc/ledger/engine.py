@@ -153,16 +153,18 @@ class LedgerEngine:
     # ---- payments --------------------------------------------------------------------------
 
     async def create_payment(self, tenant: Tenant, plan: PaymentPlan, key: str, request_id: str) -> Outcome:
-        source = ids.decode(ids.ACCOUNT, plan.source)
-        destination = ids.decode(ids.ACCOUNT, plan.destination)
-        fee_account = tenant.fee_accounts.get(plan.currency) if plan.fee else None
-        lock_ids = [a for a in (source, destination, fee_account) if a is not None]
-        work = partial(
-            self._payment_tx, tenant, plan, key, request_id, source, destination, fee_account, lock_ids
-        )
         with self.in_flight.claim(tenant.id, key):
             if self.committer is not None:  # many payments per transaction (ledger/batching.py)
                 return await self.committer.submit(tenant, plan, key, request_id)
+            # One transaction per payment (PAYSVC_GROUP_COMMIT=false; also the SQL `paysvc bench` runs
+            # in pgbench as the database's single-payment ceiling).
+            source = ids.decode(ids.ACCOUNT, plan.source)
+            destination = ids.decode(ids.ACCOUNT, plan.destination)
+            fee_account = tenant.fee_accounts.get(plan.currency) if plan.fee else None
+            lock_ids = [a for a in (source, destination, fee_account) if a is not None]
+            work = partial(
+                self._payment_tx, tenant, plan, key, request_id, source, destination, fee_account, lock_ids
+            )
             async with self.locks.hold(lock_ids):
                 return await run_transaction(self.pool, work, policy=self.config.retry, idempotent=True)
 
