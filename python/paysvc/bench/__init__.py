@@ -40,7 +40,7 @@ from paysvc.bench import core, pgbench, plots
 from paysvc.bench.monitor import Sampler
 from paysvc.bench.scenarios import Run, RunResult, Target, run_wrk, wrk_path
 from paysvc.config import Settings
-from paysvc.torture.cluster import ApiProcess, ScratchDatabase
+from paysvc.torture.cluster import ApiProcess, ScratchDatabase, TenantSession
 
 SCENARIOS = ("spread", "hot_merchant", "read_heavy", "open_loop")
 ACCOUNTS = 1000
@@ -263,19 +263,9 @@ async def setup_tenant(apis: list[BenchApi], admin_token: str, connections: int)
     account), ACCOUNTS customer accounts funded from an account allowed to go negative, and a
     merchant account for the hot scenario."""
     async with httpx.AsyncClient(base_url=apis[0].base_url, timeout=60) as http:
-        r = await http.post("/admin/v1/tenants", json={"name": "bench"},
-                            headers={"Authorization": f"Bearer {admin_token}"})
-        r.raise_for_status()
-        api_key: str = r.json()["api_key"]
-        headers = {"Authorization": f"Bearer {api_key}"}
-
-        async def post(path: str, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
-            extra = {"Idempotency-Key": key} if key else {}
-            response = await http.post(path, json=body, headers={**headers, **extra})
-            response.raise_for_status()
-            value: dict[str, Any] = response.json()
-            return value
-
+        session = await TenantSession.create(http, admin_token, "bench")
+        api_key = session.api_key
+        post = session.post
         funding = (await post("/v1/accounts", {"currency": "USD", "allow_negative": True}))["id"]
         merchant = (await post("/v1/accounts", {"currency": "USD", "metadata": {"role": "merchant"}}))["id"]
         accounts: list[str] = [""] * ACCOUNTS

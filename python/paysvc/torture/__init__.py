@@ -31,7 +31,7 @@ import httpx
 from paysvc import audit, ids
 from paysvc.config import Settings
 from paysvc.torture.clients import Client, ClientLog, Tally, World
-from paysvc.torture.cluster import ApiProcess, ScratchDatabase
+from paysvc.torture.cluster import ApiProcess, ScratchDatabase, TenantSession
 from paysvc.torture.verify import verify
 
 log = logging.getLogger(__name__)
@@ -173,32 +173,19 @@ async def _setup(
 ) -> tuple[World, uuid.UUID, dict[str, int]]:
     """A tenant with a USD fee schedule, a funding account and funded customer accounts."""
     async with httpx.AsyncClient(base_url=admin_url, timeout=30) as http:
-        r = await http.post("/admin/v1/tenants", json={"name": "torture"},
-                            headers={"Authorization": f"Bearer {admin_token}"})
-        r.raise_for_status()
-        tenant = r.json()
-        headers = {"Authorization": f"Bearer {tenant['api_key']}"}
-
-        async def post(path: str, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
-            extra = {"Idempotency-Key": key} if key else {}
-            r = await http.post(path, json=body, headers={**headers, **extra})
-            r.raise_for_status()
-            value: dict[str, Any] = r.json()
-            return value
-
+        session = await TenantSession.create(http, admin_token, "torture")
+        post = session.post
         funding = (await post("/v1/accounts", {"currency": "USD", "allow_negative": True}))["id"]
         customers = [(await post("/v1/accounts", {"currency": "USD"}))["id"] for _ in range(n_customers)]
-        r = await http.put("/v1/fee-schedule", headers=headers,
-                           json={"rules": [{"currency": "USD", "percent_bps": 290, "fixed": 30}]})
-        r.raise_for_status()
+        await session.put("/v1/fee-schedule", {"rules": [{"currency": "USD", "percent_bps": 290, "fixed": 30}]})
         deposits: dict[str, int] = {}
         for n, customer in enumerate(customers):
             payment = await post("/v1/payments", {"amount": SETUP_DEPOSIT_MINOR, "currency": "USD",
                                                   "source": funding, "destination": customer}, key=f"setup-{n}")
             deposits[payment["id"]] = SETUP_DEPOSIT_MINOR
-    tenant_id = ids.decode(ids.TENANT, tenant["id"])
+    tenant_id = ids.decode(ids.TENANT, session.tenant_id)
     assert tenant_id is not None
-    return World(tenant["api_key"], funding, customers, base_urls), tenant_id, deposits
+    return World(session.api_key, funding, customers, base_urls), tenant_id, deposits
 
 
 async def _inject_faults(

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -105,3 +105,34 @@ class ApiProcess:
         self._proc = None
         if self._log is not None:
             self._log.close()
+
+
+class TenantSession:
+    """A tenant created through the admin API, and requests made with its API key (the setup of
+    ``paysvc torture`` and ``paysvc bench``)."""
+
+    def __init__(self, http: httpx.AsyncClient, tenant: dict[str, Any]) -> None:
+        self.http = http
+        self.tenant_id: str = tenant["id"]
+        self.api_key: str = tenant["api_key"]
+        self._headers = {"Authorization": f"Bearer {self.api_key}"}
+
+    @classmethod
+    async def create(cls, http: httpx.AsyncClient, admin_token: str, name: str) -> TenantSession:
+        r = await http.post("/admin/v1/tenants", json={"name": name},
+                            headers={"Authorization": f"Bearer {admin_token}"})
+        r.raise_for_status()
+        return cls(http, r.json())
+
+    async def post(self, path: str, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+        extra = {"Idempotency-Key": key} if key else {}
+        r = await self.http.post(path, json=body, headers={**self._headers, **extra})
+        r.raise_for_status()
+        value: dict[str, Any] = r.json()
+        return value
+
+    async def put(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        r = await self.http.put(path, json=body, headers=self._headers)
+        r.raise_for_status()
+        value: dict[str, Any] = r.json()
+        return value
