@@ -25,6 +25,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     connection_max_lifetime_s: int = 600
     statement_timeout_ms: int = 5_000
     connect_timeout_s: int = 5
+    # CockroachDB only: listing pages read AS OF SYSTEM TIME follower_read_timestamp() (a few
+    # seconds stale, served by the nearest replica); ignored on PostgreSQL (db/dialect.py).
+    follower_reads: bool = False
     # Transactions.
     tx_max_attempts: int = 12
     tx_backoff_base_ms: int = 2

@@ -1,8 +1,23 @@
-"""Read queries for the GET endpoints: single statements in autocommit, always current data,
-tenant-scoped (another tenant's id answers exactly like a missing one).
+"""Read queries for the GET endpoints: single statements in autocommit, tenant-scoped (another
+tenant's id answers exactly like a missing one).
 
 Lists are cursor-paginated like Stripe: ``limit`` + 1 rows are read to learn ``has_more``; the
 cursor (``starting_after``) must name an object of the same list, else 400 ``invalid_cursor``.
+
+Every read is current, with one opt-in exception: on CockroachDB with ``PAYSVC_FOLLOWER_READS=true``
+the listing PAGES in ``FOLLOWER_READ_PAGES`` (accounts, payments, an account's entries, a payment's
+refunds) read ``AS OF SYSTEM TIME follower_read_timestamp()`` (db/dialect.py): a few seconds stale
+(about 4.2 s in CockroachDB v25 docs, 4.8 s in older ones), served by the nearest replica. So a list
+may not yet show what this client created or changed in the last few seconds (no read-your-writes
+on lists). What stays current, always:
+
+- single-object GETs (a balance right after a payment must show it), the fee schedule, API keys;
+- the events feed (GET /v1/events numbers the backlog first, then reads it; consumers tail it);
+- the cursor and parent lookups of every list (``starting_after``, the account of /entries, the
+  payment of /refunds): an id the client just got from a write is found, so it is never a 400 or a
+  404 because of staleness, and the stale page then holds what had committed before its timestamp.
+Money is never decided on these reads: overdraft and idempotency checks read inside the write
+transaction (ledger/).
 """
 
 from __future__ import annotations
@@ -11,6 +26,7 @@ import uuid
 from typing import Any
 
 from paysvc import ids
+from paysvc.db import dialect
 from paysvc.db.pool import Pool
 from paysvc.errors import invalid_cursor, not_found
 from paysvc.resources import (
@@ -105,6 +121,21 @@ GET_FEE_RULES = (
 )
 
 
+# The statements that may be follower reads (see the module docstring), each with its CockroachDB form.
+FOLLOWER_READ_PAGES = (
+    LIST_ACCOUNTS, LIST_ACCOUNTS_AFTER,
+    LIST_PAYMENTS, LIST_PAYMENTS_AFTER, LIST_PAYMENTS_BY_STATUS, LIST_PAYMENTS_BY_STATUS_AFTER,
+    LIST_ENTRIES, LIST_ENTRIES_AFTER,
+    LIST_REFUNDS, LIST_REFUNDS_AFTER,
+)
+_FOLLOWER_READ_FORM = {query: dialect.follower_read(query) for query in FOLLOWER_READ_PAGES}
+
+
+def page_sql(pool: Pool, query: str) -> str:
+    """The SQL to run for a listing page: its follower-read form when the pool allows it."""
+    return _FOLLOWER_READ_FORM[query] if dialect.follower_reads_on(pool) else query
+
+
 async def _one(pool: Pool, query: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
     async with pool.connection() as conn:
         return await (await conn.execute(query, params)).fetchone()
@@ -113,6 +144,10 @@ async def _one(pool: Pool, query: str, params: tuple[Any, ...]) -> tuple[Any, ..
 async def _all(pool: Pool, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
     async with pool.connection() as conn:
         return await (await conn.execute(query, params)).fetchall()
+
+
+async def _page_rows(pool: Pool, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    return await _all(pool, page_sql(pool, query), params)
 
 
 def _page(rows: list[tuple[Any, ...]], limit: int) -> tuple[list[tuple[Any, ...]], bool]:
@@ -125,10 +160,10 @@ async def get_account(pool: Pool, tenant_id: uuid.UUID, account_id: str) -> Acco
 
 async def list_accounts(pool: Pool, tenant_id: uuid.UUID, limit: int, starting_after: str | None) -> AccountList:
     if starting_after is None:
-        rows = await _all(pool, LIST_ACCOUNTS, (tenant_id, limit + 1))
+        rows = await _page_rows(pool, LIST_ACCOUNTS, (tenant_id, limit + 1))
     else:
         created_at, cursor_id = await _cursor(pool, ACCOUNT_CURSOR, ids.ACCOUNT, starting_after, (tenant_id,))
-        rows = await _all(pool, LIST_ACCOUNTS_AFTER, (tenant_id, created_at, cursor_id, limit + 1))
+        rows = await _page_rows(pool, LIST_ACCOUNTS_AFTER, (tenant_id, created_at, cursor_id, limit + 1))
     page, more = _page(rows, limit)
     return AccountList(data=[account_from_row(r) for r in page], has_more=more)
 
@@ -149,7 +184,7 @@ async def list_payments(
     else:
         query = LIST_PAYMENTS_BY_STATUS_AFTER if after else LIST_PAYMENTS_BY_STATUS
         params = (tenant_id, status, *after, limit + 1)
-    page, more = _page(await _all(pool, query, params), limit)
+    page, more = _page(await _page_rows(pool, query, params), limit)
     return PaymentList(data=[payment_from_row(r) for r in page], has_more=more)
 
 
@@ -158,10 +193,10 @@ async def list_entries(
 ) -> EntryList:
     (account_key,) = await _found(pool, ACCOUNT_KEY, ids.ACCOUNT, "account", account_id, tenant_id)
     if starting_after is None:
-        rows = await _all(pool, LIST_ENTRIES, (tenant_id, account_key, limit + 1))
+        rows = await _page_rows(pool, LIST_ENTRIES, (tenant_id, account_key, limit + 1))
     else:
         (seq,) = await _cursor(pool, ENTRY_CURSOR, ids.ENTRY, starting_after, (tenant_id, account_key))
-        rows = await _all(pool, LIST_ENTRIES_AFTER, (tenant_id, account_key, seq, limit + 1))
+        rows = await _page_rows(pool, LIST_ENTRIES_AFTER, (tenant_id, account_key, seq, limit + 1))
     page, more = _page(rows, limit)
     return EntryList(data=[entry_from_row(r) for r in page], has_more=more)
 
@@ -171,10 +206,10 @@ async def list_refunds(
 ) -> RefundList:
     (payment_key,) = await _found(pool, PAYMENT_KEY, ids.PAYMENT, "payment", payment_id, tenant_id)
     if starting_after is None:
-        rows = await _all(pool, LIST_REFUNDS, (tenant_id, payment_key, limit + 1))
+        rows = await _page_rows(pool, LIST_REFUNDS, (tenant_id, payment_key, limit + 1))
     else:
         after = await _cursor(pool, REFUND_CURSOR, ids.REFUND, starting_after, (tenant_id, payment_key))
-        rows = await _all(pool, LIST_REFUNDS_AFTER, (tenant_id, payment_key, *after, limit + 1))
+        rows = await _page_rows(pool, LIST_REFUNDS_AFTER, (tenant_id, payment_key, *after, limit + 1))
     page, more = _page(rows, limit)
     return RefundList(data=[refund_from_row(r) for r in page], has_more=more)
 

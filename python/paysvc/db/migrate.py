@@ -1,6 +1,13 @@
 """Versioned SQL migrations: ``migrations/NNNN_name.sql``, applied in order and recorded in
 ``schema_migrations``. Safe to run twice and from several processes at once: each migration claims
 its version row in the same transaction as its DDL, so a second runner blocks, then skips it.
+
+The migrations are shared SQL and PostgreSQL runs them as written. On CockroachDB (detected with
+``SELECT version()``), each index that has a file ``migrations/cockroachdb/<index name>.sql`` is
+created by that file's statement instead of the one in the migration (``for_engine``): a
+hash-sharded version of an index whose leading columns grow monotonically (db/dialect.py). The
+swap happens when the migration is applied, so a database that already applied a migration keeps
+its indexes; changing one there takes a new migration. The CockroachDB path cannot be run here.
 """
 
 from __future__ import annotations
@@ -13,9 +20,13 @@ from importlib import resources
 import psycopg
 from psycopg import errors as pg_errors
 
+from paysvc.db.dialect import Engine, engine_of_version
+
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+COCKROACH_VARIANTS = "cockroachdb"  # the folder of CockroachDB index variants, under migrations/
+_VARIANT_NAME = re.compile(r"^([a-z0-9_]+)\.sql$")
 MAX_ATTEMPTS = 20
 # What two runners racing on the same DDL can see; each means "look again".
 _RACES = (
@@ -55,12 +66,60 @@ def available() -> list[Migration]:
     return found
 
 
+@dataclass(frozen=True)
+class IndexVariant:
+    """A CockroachDB-only statement for the index ``name`` that a migration creates."""
+
+    name: str
+    sql: str  # the statement, without the file's comments
+
+
+def _create_index(name: str) -> re.Pattern[str]:
+    """The shared migrations' statement that creates index ``name`` (up to its semicolon)."""
+    return re.compile(rf"CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+{re.escape(name)}\s[^;]*;", re.IGNORECASE)
+
+
+def cockroach_variants() -> list[IndexVariant]:
+    """The CockroachDB index variants; each must replace exactly one statement of the migrations."""
+    found: list[IndexVariant] = []
+    folder = resources.files("paysvc.db").joinpath("migrations").joinpath(COCKROACH_VARIANTS)
+    for entry in folder.iterdir():
+        match = _VARIANT_NAME.match(entry.name)
+        if match is None:
+            continue
+        lines = entry.read_text(encoding="utf-8").splitlines()
+        sql = " ".join(line.strip() for line in lines if line.strip() and not line.strip().startswith("--"))
+        found.append(IndexVariant(match.group(1), sql))
+    shared = [m.sql for m in available()]
+    for variant in found:
+        count = sum(len(_create_index(variant.name).findall(sql)) for sql in shared)
+        if count != 1 or len(_create_index(variant.name).findall(variant.sql)) != 1:
+            raise RuntimeError(f"CockroachDB variant {variant.name}.sql must replace exactly one CREATE INDEX "
+                               f"IF NOT EXISTS {variant.name} of the migrations (found {count})")
+    return sorted(found, key=lambda v: v.name)
+
+
+def for_engine(migration: Migration, engine: Engine, variants: list[IndexVariant] | None = None) -> Migration:
+    """The migration as it runs on ``engine``: unchanged on PostgreSQL; on CockroachDB with each
+    index that has a variant created by the variant's statement."""
+    if engine is Engine.POSTGRES:
+        return migration
+    sql = migration.sql
+    for variant in cockroach_variants() if variants is None else variants:
+        sql = _create_index(variant.name).sub(variant.sql.replace("\\", "\\\\"), sql)
+    return Migration(migration.version, migration.name, sql)
+
+
 def migrate(url: str) -> list[int]:
     """Apply every pending migration; return the versions this call applied."""
     applied: list[int] = []
     with psycopg.connect(url, autocommit=True) as conn:
+        version = conn.execute("SELECT version()").fetchone()
+        engine = engine_of_version(str(version[0]) if version else "")
+        variants = cockroach_variants() if engine is Engine.COCKROACH else []
         _retrying(conn, _BOOTSTRAP)
-        for migration in available():
+        for shared in available():
+            migration = for_engine(shared, engine, variants)
             if _apply(conn, migration):
                 applied.append(migration.version)
                 log.info("applied migration %04d_%s", migration.version, migration.name)

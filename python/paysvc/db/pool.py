@@ -12,7 +12,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from paysvc.config import Settings
-from paysvc.db.dialect import configure_session
+from paysvc.db import dialect
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +21,11 @@ Pool = AsyncConnectionPool[psycopg.AsyncConnection[tuple[object, ...]]]
 
 def make_pool(settings: Settings, url: str) -> Pool:
     async def configure(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
-        await configure_session(conn)
+        engine = await dialect.configure_session(conn)
+        # The engine kind reaches reads.py through the pool (dialect.follower_reads_on(pool)).
+        dialect.remember(pool, engine, follower_reads=settings.follower_reads)
 
-    return AsyncConnectionPool(
+    pool: Pool = AsyncConnectionPool(
         url,
         min_size=settings.pool_size,
         max_size=settings.pool_size,
@@ -40,6 +42,7 @@ def make_pool(settings: Settings, url: str) -> Pool:
         configure=configure,
         name="paysvc",
     )
+    return pool
 
 
 def session_options(settings: Settings) -> str:
