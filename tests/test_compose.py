@@ -624,8 +624,10 @@ def ignored(path: str, patterns: list[str]) -> bool:
 
 def tracked_files(under: str) -> list[str]:
     result = subprocess.run(["git", "ls-files", "-z", "--", under], cwd=ROOT, capture_output=True, check=False)
-    if result.returncode != 0:
-        return [str(p.relative_to(ROOT)) for p in (ROOT / under).rglob("*") if p.is_file()]
+    if result.returncode != 0:  # not a git checkout: the files, less what git would ignore anyway
+        local = {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+        return [str(p.relative_to(ROOT)) for p in (ROOT / under).rglob("*")
+                if p.is_file() and p.suffix not in {".so", ".pyc"} and not local & set(p.parts)]
     return [name for name in result.stdout.decode().split("\0") if name]
 
 
