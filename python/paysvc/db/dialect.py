@@ -72,9 +72,9 @@ async def configure_session(conn: psycopg.AsyncConnection[Any]) -> Engine:
 
 # CockroachDB: "SELECT … FROM t AS OF SYSTEM TIME follower_read_timestamp() WHERE …" reads the data
 # as of follower_read_timestamp(), which CockroachDB documents as statement_timestamp() - 4.2 s in
-# v25.x (4.8 s in v20.1 to v24.x docs): old enough for any replica to serve it. The clause belongs
-# at the very end of the FROM clause, once per statement; locking reads (FOR UPDATE) and writes
-# cannot use it.
+# its v25.2 docs (4.8 s in older ones, v20.1 to at least v21.2): old enough for any replica to
+# serve it. The clause belongs at the very end of the FROM clause, once per statement; locking
+# reads (FOR UPDATE) and writes cannot use it.
 FOLLOWER_READ_CLAUSE = "AS OF SYSTEM TIME follower_read_timestamp()"
 FOLLOWER_READ_STALENESS = "about 4.2 to 4.8 s"
 
