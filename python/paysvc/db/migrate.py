@@ -88,11 +88,11 @@ def cockroach_variants() -> list[IndexVariant]:
         if match is None:
             continue
         lines = entry.read_text(encoding="utf-8").splitlines()
-        sql = " ".join(line.strip() for line in lines if line.strip() and not line.strip().startswith("--"))
-        found.append(IndexVariant(match.group(1), sql))
+        statement = " ".join(line.strip() for line in lines if line.strip() and not line.strip().startswith("--"))
+        found.append(IndexVariant(match.group(1), statement))
     shared = [m.sql for m in available()]
     for variant in found:
-        count = sum(len(_create_index(variant.name).findall(sql)) for sql in shared)
+        count = sum(len(_create_index(variant.name).findall(text)) for text in shared)
         if count != 1 or len(_create_index(variant.name).findall(variant.sql)) != 1:
             raise RuntimeError(f"CockroachDB variant {variant.name}.sql must replace exactly one CREATE INDEX "
                                f"IF NOT EXISTS {variant.name} of the migrations (found {count})")
@@ -104,10 +104,10 @@ def for_engine(migration: Migration, engine: Engine, variants: list[IndexVariant
     index that has a variant created by the variant's statement."""
     if engine is Engine.POSTGRES:
         return migration
-    sql = migration.sql
+    text = migration.sql
     for variant in cockroach_variants() if variants is None else variants:
-        sql = _create_index(variant.name).sub(variant.sql.replace("\\", "\\\\"), sql)
-    return Migration(migration.version, migration.name, sql)
+        text = _create_index(variant.name).sub(variant.sql.replace("\\", "\\\\"), text)
+    return Migration(migration.version, migration.name, text)
 
 
 def migrate(url: str) -> list[int]:
