@@ -239,7 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"paysvc: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    try:
+        configure_logging(settings.log_level)  # the API worker processes do the same (create_app_from_env)
+    except ValueError as exc:
+        print(f"paysvc: {exc}", file=sys.stderr)
+        return 2
     result: int = args.func(settings, args)
     return result
 

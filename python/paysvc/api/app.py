@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -14,15 +13,15 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 
-from paysvc.api import openapi
+from paysvc.api import context, openapi
 from paysvc.api.accounts import AccountController
 from paysvc.api.auth import RateLimiter, provide_tenant
-from paysvc.api.context import RequestContextMiddleware
+from paysvc.api.context import BodyLimitMiddleware
 from paysvc.api.errors_http import HANDLERS
 from paysvc.api.events import EventController
 from paysvc.api.fees import FeeScheduleController
 from paysvc.api.payments import BATCH_PATH, PaymentController
-from paysvc.api.system import create_tenant, healthz, readyz
+from paysvc.api.system import create_tenant, healthz, metrics_endpoint, readyz
 from paysvc.config import Settings
 from paysvc.db.pool import make_pool
 from paysvc.ledger import housekeeping
@@ -71,14 +70,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app = Litestar(
         route_handlers=[
             AccountController, PaymentController, EventController, FeeScheduleController,
-            create_tenant, healthz, readyz,
+            create_tenant, healthz, readyz, metrics_endpoint,
         ],
         dependencies={
             "tenant": Provide(provide_tenant),
             "engine": Provide(provide_engine, sync_to_thread=False),
         },
         middleware=[DefineMiddleware(
-            cast(Any, RequestContextMiddleware), max_body_bytes=settings.max_body_bytes,
+            cast(Any, BodyLimitMiddleware), max_body_bytes=settings.max_body_bytes,
             larger_bodies={BATCH_PATH: settings.max_batch_body_bytes},
         )],
         exception_handlers=HANDLERS,
@@ -90,10 +89,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     openapi.add_request_bodies(app)
+    context.install(app)  # request ids, metrics and the request log, for unrouted requests too
     return app
 
 
 def create_app_from_env() -> Litestar:
     """Entry point for ASGI servers (``uvicorn --factory paysvc.api.app:create_app_from_env``)."""
-    configure_logging(os.environ.get("PAYSVC_LOG_LEVEL", "INFO"))
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)  # each worker process of `paysvc serve --workers N` too
+    return create_app(settings)

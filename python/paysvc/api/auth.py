@@ -64,6 +64,8 @@ async def provide_tenant(request: Request[Any, Any, State]) -> Tenant:
             tenant = await admin.authenticate(conn, token)
     if tenant is None:
         raise ApiError("api_key_invalid", "The API key is not valid or has been revoked.")
+    # The request log's tenant_id (api/context.py, TENANT_ID_KEY), set even when the rate limit refuses.
+    request.scope["paysvc.tenant_id"] = tenant.id  # type: ignore[typeddict-unknown-key]
     limiter: RateLimiter = request.app.state.rate_limiter
     limiter.check(tenant.key_hash)
     return tenant

@@ -1,4 +1,4 @@
-"""Admin (tenant creation) and health endpoints."""
+"""Admin (tenant creation), health and metrics endpoints."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 
-from paysvc import admin
+from paysvc import admin, metrics
 from paysvc.api.auth import check_admin
 from paysvc.api.common import WRITE_ERRORS, _spec, json_response
 from paysvc.api.decode import decode_body
 from paysvc.api.schemas import TenantCreate
 from paysvc.db.pool import Pool
+from paysvc.db.retry import retry_counts
 from paysvc.errors import service_unavailable
 from paysvc.resources import Health, Readiness, TenantCreated
 
@@ -66,3 +67,20 @@ async def readyz(request: Request[Any, Any, State]) -> Response[bytes]:
     except Exception as exc:
         raise service_unavailable("The database is not reachable.") from exc
     return json_response(Readiness())
+
+
+@get(
+    "/metrics",
+    tags=["health"],
+    summary="Prometheus metrics of this API process (text exposition format 0.0.4); scrape every process",
+    opt={"public": True},
+    media_type=metrics.CONTENT_TYPE,
+    responses={200: ResponseSpec(str, description="Prometheus text exposition format 0.0.4",
+                                 media_type=metrics.CONTENT_TYPE, generate_examples=False)},
+)
+async def metrics_endpoint(request: Request[Any, Any, State]) -> Response[bytes]:
+    """Counters are per process (paysvc.metrics): behind a load balancer, scrape each process."""
+    pool: Pool | None = getattr(request.app.state, "pool", None)
+    text = metrics.render(pool_stats=None if pool is None else pool.get_stats(), retries=retry_counts)
+    return Response(content=text.encode(), media_type=metrics.CONTENT_TYPE,
+                    headers={"content-type": metrics.CONTENT_TYPE})

@@ -17,6 +17,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -37,6 +38,20 @@ AMBIGUOUS_SQLSTATE = "40003"
 
 # Retries by SQLSTATE (or "connection"), for metrics.
 retry_counts: Counter[str] = Counter()
+
+
+class RequestRetries:
+    """The re-runs one HTTP request caused (its log line's ``retries``)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+# Set by the request middleware (api/context.py) for the duration of each request; None outside one
+# (background jobs, the group committer's task, the CLI).
+request_retries: ContextVar[RequestRetries | None] = ContextVar("paysvc_request_retries", default=None)
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,9 @@ async def run_transaction(
                     "The outcome of this request is unknown; check before retrying."
                 ) from exc
             retry_counts[reason] += 1
+            holder = request_retries.get()
+            if holder is not None:
+                holder.count += 1
             if attempt == policy.max_attempts:
                 log.warning("transaction gave up after %d attempts (%s)", attempt, reason)
                 raise service_unavailable() from exc
