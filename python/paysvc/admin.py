@@ -5,8 +5,11 @@ More keys per tenant, listing and revocation: paysvc/keys.py (the ``paysvc key``
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import hashlib
 import hmac
+import itertools
 import secrets
 import uuid
 from typing import Any
@@ -14,6 +17,7 @@ from typing import Any
 import psycopg
 
 from paysvc import ids
+from paysvc.db import arrays
 from paysvc.errors import ApiError
 from paysvc.resources import TenantCreated
 from paysvc.tenants import Tenant
@@ -25,6 +29,7 @@ MAX_TENANT_NAME = 200
 
 INSERT_TENANT = "INSERT INTO tenants (id, name) VALUES (%s, %s)"
 INSERT_KEY = "INSERT INTO api_keys (key_hash, tenant_id, key_prefix) VALUES (%s, %s, %s)"
+# The tenants of some API keys (their SHA-256 hashes), with their fee schedules.
 AUTHENTICATE = """
 SELECT k.key_hash,
        k.tenant_id,
@@ -34,7 +39,7 @@ SELECT k.key_hash,
         JOIN fee_accounts f ON f.tenant_id = r.tenant_id AND f.currency = r.currency
         WHERE r.tenant_id = k.tenant_id)
 FROM api_keys k
-WHERE k.key_hash = %s AND k.revoked_at IS NULL
+WHERE k.key_hash = ANY(%s::BYTEA[]) AND k.revoked_at IS NULL
 """
 
 
@@ -87,9 +92,11 @@ async def authenticate(conn: psycopg.AsyncConnection[Any], key: str) -> Tenant |
     if not well_formed(key):
         return None
     key_hash = hash_key(key)
-    row = await (await conn.execute(AUTHENTICATE, (key_hash,))).fetchone()
-    if row is None:
-        return None
+    row = await (await conn.execute(AUTHENTICATE, (arrays.byteas([key_hash]),))).fetchone()
+    return None if row is None else _tenant_of(row, key_hash)
+
+
+def _tenant_of(row: tuple[Any, ...], key_hash: bytes) -> Tenant | None:
     stored_hash, tenant_id, rules = row
     # The lookup is by hash already; compare explicitly, in constant time, all the same.
     if not hmac.compare_digest(bytes(stored_hash), key_hash):
@@ -100,3 +107,71 @@ async def authenticate(conn: psycopg.AsyncConnection[Any], key: str) -> Tenant |
         fee_rules[currency] = (int(bps), int(fixed), None if lo is None else int(lo), None if hi is None else int(hi))
         fee_accounts[currency] = uuid.UUID(account_id)
     return Tenant(id=tenant_id, key_hash=key_hash, fee_rules=fee_rules, fee_accounts=fee_accounts)
+
+
+class KeyLookups:
+    """Authentication for one API process: concurrent lookups share one query.
+
+    The same idea as group commit (ledger/batching.py), for reads: while a lookup query is in
+    flight, the keys of requests arriving meanwhile wait, and the next query, sent as soon as that
+    one ends, asks for all of them at once (each distinct key once: under load most requests carry
+    the same few keys). There is no timer, so a lone request's query goes at once. Every request is
+    answered by a query that started after the request arrived, so a revoked key is still refused
+    from the very next request, exactly as with a query per request. Measured: one query per
+    request cost about a fifth of the API process's CPU per payment (`paysvc bench` spread).
+    """
+
+    MAX_KEYS_PER_QUERY = 500
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool  # db.pool.Pool (Any here: admin is imported by the pool's own users)
+        self._waiting: dict[bytes, asyncio.Future[Tenant | None]] = {}
+        self._running = False
+        self._task: asyncio.Task[None] | None = None
+        self.queries = 0
+        self.lookups = 0
+
+    async def authenticate(self, key: str) -> Tenant | None:
+        """The key's tenant, or None for a malformed, unknown or revoked key."""
+        if not well_formed(key):
+            return None
+        key_hash = hash_key(key)
+        future = self._waiting.get(key_hash)
+        if future is None:
+            future = self._waiting[key_hash] = asyncio.get_running_loop().create_future()
+        self.lookups += 1
+        if not self._running:
+            self._running = True
+            self._task = asyncio.create_task(self._run(), name="key lookups", context=contextvars.Context())
+        # Shielded: the future is shared, and one client going away must not cancel it for the others.
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        try:
+            while self._waiting:
+                hashes = list(itertools.islice(self._waiting, self.MAX_KEYS_PER_QUERY))
+                batch = {key_hash: self._waiting.pop(key_hash) for key_hash in hashes}
+                try:
+                    found = await self._query(hashes)
+                except Exception as exc:  # the database is unreachable, say: every waiter hears it
+                    for future in batch.values():
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for key_hash, future in batch.items():
+                    if not future.done():
+                        future.set_result(found.get(key_hash))
+        finally:
+            self._running = False
+
+    async def _query(self, hashes: list[bytes]) -> dict[bytes, Tenant]:
+        self.queries += 1
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(AUTHENTICATE, (arrays.byteas(hashes),))).fetchall()
+        found: dict[bytes, Tenant] = {}
+        for row in rows:
+            key_hash = bytes(row[0])
+            tenant = _tenant_of(row, key_hash)
+            if tenant is not None:
+                found[key_hash] = tenant
+        return found

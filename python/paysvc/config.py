@@ -39,6 +39,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Group commit: the payments of one process are applied together, many per transaction.
     group_commit: bool = True
     group_commit_max_batch: int = 256
+    group_commit_writers: int = 2  # batches of one process in flight at once (never sharing an account)
     engine_queue_max: int = 10_000
     # Background work of every API process.
     expiry_sweep_interval_s: int = 5
@@ -62,6 +63,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         _require(self.idempotency_retention_h >= 1, "PAYSVC_IDEMPOTENCY_RETENTION_H must be >= 1")
         _require(1 <= self.group_commit_max_batch <= 10_000,
                  "PAYSVC_GROUP_COMMIT_MAX_BATCH must be between 1 and 10000")
+        _require(1 <= self.group_commit_writers <= 64, "PAYSVC_GROUP_COMMIT_WRITERS must be between 1 and 64")
         _require(self.group_commit_max_batch <= self.engine_queue_max <= 1_000_000,
                  "PAYSVC_ENGINE_QUEUE_MAX must be between PAYSVC_GROUP_COMMIT_MAX_BATCH and 1000000")
         _require(1 <= self.expiry_sweep_interval_s <= 3_600,

@@ -11,7 +11,6 @@ from litestar import Request
 from litestar.datastructures import State
 
 from paysvc import admin
-from paysvc.db.pool import Pool
 from paysvc.errors import ApiError
 from paysvc.tenants import Tenant
 
@@ -59,9 +58,10 @@ async def provide_tenant(request: Request[Any, Any, State]) -> Tenant:
     tenant = None
     if admin.well_formed(token):  # garbage gets the same answer without costing a database round trip
         # Read on every request, never cached: a revoked key is refused from the next request on.
-        pool: Pool = request.app.state.pool
-        async with pool.connection() as conn:
-            tenant = await admin.authenticate(conn, token)
+        # Concurrent requests share one lookup query (admin.KeyLookups), each answered by a query
+        # that started after it arrived.
+        lookups: admin.KeyLookups = request.app.state.key_lookups
+        tenant = await lookups.authenticate(token)
     if tenant is None:
         raise ApiError("api_key_invalid", "The API key is not valid or has been revoked.")
     # The request log's tenant_id (api/context.py, TENANT_ID_KEY), set even when the rate limit refuses.

@@ -16,12 +16,14 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeVar
 
 import psycopg
+from psycopg import IsolationLevel
 from psycopg_pool import PoolTimeout
 
 from paysvc.db.pool import Pool
@@ -75,12 +77,15 @@ async def run_transaction(
     *,
     policy: RetryPolicy,
     idempotent: bool,
+    isolation: IsolationLevel | None = None,
 ) -> T:
+    """``isolation``: this transaction's level when it is not the connection's SERIALIZABLE (only
+    the group committer asks, see ledger/batching.py)."""
     for attempt in range(1, policy.max_attempts + 1):
         committing = False
         try:
             async with pool.connection() as conn:
-                async with conn.transaction():
+                async with _isolated(conn, isolation), conn.transaction():
                     result = await fn(conn)
                     committing = True
                 return result
@@ -105,6 +110,21 @@ async def run_transaction(
                 raise service_unavailable() from exc
             await asyncio.sleep(policy.backoff_s(attempt))
     raise AssertionError("unreachable")
+
+
+@asynccontextmanager
+async def _isolated(conn: Conn, level: IsolationLevel | None) -> AsyncIterator[None]:
+    """Open the next transaction at ``level`` (``BEGIN ISOLATION LEVEL …``, no extra round trip),
+    then give the pooled connection back its default."""
+    if level is None:
+        yield
+        return
+    await conn.set_isolation_level(level)
+    try:
+        yield
+    finally:
+        if not conn.broken:
+            await conn.set_isolation_level(None)
 
 
 def _classify(exc: psycopg.Error, committing: bool) -> str | None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from paysvc import ids
+from paysvc import ids, metrics
 from paysvc._native import AccountPlan, CancelPlan, CapturePlan, FeeRule, PaymentPlan, RefundPlan
 from paysvc.config import Settings
 from paysvc.db.pool import Pool
@@ -114,12 +114,19 @@ SELECT %(tenant)s, a.currency, a.id FROM unnest(%(ids)s::UUID[], %(currencies)s:
 """
 
 
+# A created payment's status for metrics, by (HTTP status, capture); the only other stored answer
+# of a payment request is the 404 of a missing account (errors.not_found: resource_missing).
+_PAYMENT_OUTCOMES = {(201, True): "succeeded", (201, False): "requires_capture", (402, True): "failed",
+                     (402, False): "failed"}
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     retry: RetryPolicy
     idempotency_retention: timedelta
     group_commit: bool = True
     group_commit_max_batch: int = 256
+    group_commit_writers: int = 2
     queue_max: int = 10_000
 
     @classmethod
@@ -129,6 +136,7 @@ class EngineConfig:
             idempotency_retention=timedelta(hours=settings.idempotency_retention_h),
             group_commit=settings.group_commit,
             group_commit_max_batch=settings.group_commit_max_batch,
+            group_commit_writers=settings.group_commit_writers,
             queue_max=settings.engine_queue_max,
         )
 
@@ -142,7 +150,8 @@ class LedgerEngine:
         self.committer: GroupCommitter | None = None
         if config.group_commit:
             self.committer = GroupCommitter(
-                pool, config.retry, config.idempotency_retention, config.group_commit_max_batch, config.queue_max
+                pool, config.retry, config.idempotency_retention, config.group_commit_max_batch, config.queue_max,
+                writers=config.group_commit_writers,
             )
 
     async def close(self) -> None:
@@ -153,6 +162,18 @@ class LedgerEngine:
     # ---- payments --------------------------------------------------------------------------
 
     async def create_payment(self, tenant: Tenant, plan: PaymentPlan, key: str, request_id: str) -> Outcome:
+        try:
+            outcome = await self._create_payment(tenant, plan, key, request_id)
+        except ApiError as error:
+            metrics.record_payment(error.code)
+            raise
+        if outcome.replayed:
+            metrics.record_idempotency_replay()
+        else:
+            metrics.record_payment(_PAYMENT_OUTCOMES.get((outcome.status, plan.capture), "resource_missing"))
+        return outcome
+
+    async def _create_payment(self, tenant: Tenant, plan: PaymentPlan, key: str, request_id: str) -> Outcome:
         with self.in_flight.claim(tenant.id, key):
             if self.committer is not None:  # many payments per transaction (ledger/batching.py)
                 return await self.committer.submit(tenant, plan, key, request_id)
