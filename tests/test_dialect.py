@@ -3,23 +3,26 @@
 No CockroachDB runs here. What can be checked is checked against the real PostgreSQL: detection,
 that PostgreSQL never receives CockroachDB-only SQL, and, by marking a real pool as CockroachDB,
 which statements would carry the follower-read clause (PostgreSQL rejects the clause with a syntax
-error, which proves it was sent, and sent only where intended).
+error, which proves it was sent, and sent only where intended): the single-object GETs, and only
+when the request asked with ``Paysvc-Read-Consistency: stale``; never lists or events.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool
 
-from conftest import Api, RunningServer
+from conftest import Api, RunningServer, new_tenant, start_server
 from paysvc import ids, reads
 from paysvc.config import Settings, SettingsError
 from paysvc.db import dialect, retry
@@ -136,39 +139,41 @@ class _Pool:
     """Stands for a pool in dialect's registry (which only needs an object to key on)."""
 
 
-INTENDED_FOLLOWER_READS = {
+INTENDED_FOLLOWER_READS = {"GET_ACCOUNT", "GET_PAYMENT"}  # the single-object GETs (brief, section 2b)
+NEVER_FOLLOWER_READS = {  # lists with their cursors and parents, the events feed, the fee schedule
     "LIST_ACCOUNTS", "LIST_ACCOUNTS_AFTER",
     "LIST_PAYMENTS", "LIST_PAYMENTS_AFTER", "LIST_PAYMENTS_BY_STATUS", "LIST_PAYMENTS_BY_STATUS_AFTER",
-    "LIST_ENTRIES", "LIST_ENTRIES_AFTER",
-    "LIST_REFUNDS", "LIST_REFUNDS_AFTER",
+    "LIST_ENTRIES", "LIST_ENTRIES_AFTER", "LIST_REFUNDS", "LIST_REFUNDS_AFTER",
+    "ACCOUNT_CURSOR", "PAYMENT_CURSOR", "ENTRY_CURSOR", "REFUND_CURSOR", "EVENT_CURSOR",
+    "ACCOUNT_KEY", "PAYMENT_KEY", "LIST_EVENTS", "LIST_EVENTS_OF_TYPE", "GET_FEE_RULES",
 }
 
 
-def test_exactly_the_listing_pages_may_be_follower_reads() -> None:
+def test_exactly_the_single_object_reads_may_be_follower_reads() -> None:
     statements = _read_statements()
-    assert INTENDED_FOLLOWER_READS <= statements.keys()
-    # Never: single objects, cursors and parents of lists, the events feed, the fee schedule.
-    for name in ("GET_ACCOUNT", "GET_PAYMENT", "ACCOUNT_CURSOR", "PAYMENT_CURSOR", "ENTRY_CURSOR",
-                 "REFUND_CURSOR", "EVENT_CURSOR", "ACCOUNT_KEY", "PAYMENT_KEY", "LIST_EVENTS",
-                 "LIST_EVENTS_OF_TYPE", "GET_FEE_RULES"):
-        assert name in statements and name not in INTENDED_FOLLOWER_READS
-    pages = {name for name, sql in statements.items() if sql in reads.FOLLOWER_READ_PAGES}
-    assert pages == INTENDED_FOLLOWER_READS
+    assert INTENDED_FOLLOWER_READS | NEVER_FOLLOWER_READS == statements.keys()  # a new statement must be placed
+    assert {name for name, sql in statements.items() if sql in reads.FOLLOWER_READ_OBJECTS} == INTENDED_FOLLOWER_READS
 
     cockroach, cockroach_off, postgres, unknown = _Pool(), _Pool(), _Pool(), _Pool()
     dialect.remember(cockroach, Engine.COCKROACH, follower_reads=True)
     dialect.remember(cockroach_off, Engine.COCKROACH, follower_reads=False)
     dialect.remember(postgres, Engine.POSTGRES, follower_reads=True)
-    for name, sql in statements.items():
-        if name not in INTENDED_FOLLOWER_READS:
-            continue
-        stale = reads.page_sql(cockroach, sql)  # type: ignore[arg-type]
+    for name in INTENDED_FOLLOWER_READS:
+        sql = statements[name]
+        stale, served = reads.object_sql(cockroach, sql, reads.STALE)  # type: ignore[arg-type]
+        assert served == reads.STALE, name
         assert stale.count(FOLLOWER_READ_CLAUSE) == 1, name
         # The clause sits right after the table, before WHERE, and nothing else changed.
         assert re.search(rf"FROM \w+ {re.escape(FOLLOWER_READ_CLAUSE)}\s+WHERE ", stale), name
         assert stale.replace(f" {FOLLOWER_READ_CLAUSE}", "") == sql.strip(), name
+        # Both opt-ins are needed: the request's and the operator's on CockroachDB.
+        assert reads.object_sql(cockroach, sql, reads.CURRENT) == (sql, reads.CURRENT), name  # type: ignore[arg-type]
         for pool in (cockroach_off, postgres, unknown):
-            assert reads.page_sql(pool, sql) == sql, name  # type: ignore[arg-type]
+            for asked in (reads.CURRENT, reads.STALE):
+                assert reads.object_sql(pool, sql, asked) == (sql, reads.CURRENT), name  # type: ignore[arg-type]
+    for name in NEVER_FOLLOWER_READS:
+        with pytest.raises(KeyError):
+            reads.object_sql(cockroach, statements[name], reads.STALE)  # type: ignore[arg-type]
     for sql in statements.values():
         assert "AS OF SYSTEM TIME" not in sql  # the shared statements stay shared SQL
 
@@ -183,72 +188,227 @@ async def plain_pool(database_url: str) -> AsyncIterator[Pool]:
     try:
         yield pool
     finally:
+        dialect.remember(pool, Engine.POSTGRES, follower_reads=False)
         await pool.close()
 
 
-async def test_only_listing_pages_carry_the_clause_to_the_server(
-    api: Api, app_server: RunningServer, plain_pool: Pool
-) -> None:
+class _Ledger:
+    """One tenant's accounts, payment, refund and entry, made through the API."""
+
+    def __init__(self, tenant: uuid.UUID, alice: str, bob: str, payment: str, refund: str) -> None:
+        self.tenant, self.alice, self.bob, self.payment, self.refund = tenant, alice, bob, payment, refund
+
+
+async def _ledger(api: Api) -> _Ledger:
     _, alice = await api.funded_account(1_000)
     bob = await api.account()
     paid = await api.pay(alice["id"], bob["id"], 100)
-    assert paid.status_code == 201
-    payment = paid.json()["id"]
-    refunded = await api.refund(payment, 10)
-    assert refunded.status_code == 201
+    assert paid.status_code == 201, paid.text
+    refunded = await api.refund(paid.json()["id"], 10)
+    assert refunded.status_code == 201, refunded.text
     tenant = ids.decode(ids.TENANT, api.tenant_id)
     assert tenant is not None
-    newest_entry = (await reads.list_entries(plain_pool, tenant, alice["id"], 1, None)).data[0].id
+    return _Ledger(tenant, alice["id"], bob["id"], paid.json()["id"], refunded.json()["id"])
+
+
+async def test_only_single_object_reads_asked_stale_carry_the_clause_to_the_server(
+    api: Api, app_server: RunningServer, plain_pool: Pool
+) -> None:
+    led = await _ledger(api)
+    tenant, pool = led.tenant, plain_pool
+    newest_entry = (await reads.list_entries(pool, tenant, led.alice, 1, None)).data[0].id
     missing_account = ids.encode(ids.ACCOUNT, uuid.uuid4())
     missing_payment = ids.encode(ids.PAYMENT, uuid.uuid4())
 
-    lists: list[tuple[str, Any]] = [
-        ("accounts", lambda: reads.list_accounts(plain_pool, tenant, 10, None)),
-        ("accounts after", lambda: reads.list_accounts(plain_pool, tenant, 10, bob["id"])),
-        ("payments", lambda: reads.list_payments(plain_pool, tenant, 10, None, None)),
-        ("payments after", lambda: reads.list_payments(plain_pool, tenant, 10, payment, None)),
-        ("payments by status", lambda: reads.list_payments(plain_pool, tenant, 10, None, "succeeded")),
-        ("payments by status after", lambda: reads.list_payments(plain_pool, tenant, 10, payment, "succeeded")),
-        ("entries", lambda: reads.list_entries(plain_pool, tenant, alice["id"], 10, None)),
-        ("entries after", lambda: reads.list_entries(plain_pool, tenant, alice["id"], 10, newest_entry)),
-        ("refunds", lambda: reads.list_refunds(plain_pool, tenant, payment, 10, None)),
-        ("refunds after", lambda: reads.list_refunds(plain_pool, tenant, payment, 10, refunded.json()["id"])),
+    stale_objects: list[tuple[str, Any]] = [
+        ("account", lambda: reads.get_account(pool, tenant, led.alice, reads.STALE)),
+        ("payment", lambda: reads.get_payment(pool, tenant, led.payment, reads.STALE)),
     ]
     current: list[tuple[str, Any]] = [
-        ("account", lambda: reads.get_account(plain_pool, tenant, alice["id"])),
-        ("payment", lambda: reads.get_payment(plain_pool, tenant, payment)),
-        ("events", lambda: reads.list_events(plain_pool, tenant, 10, None, None)),
-        ("fee schedule", lambda: reads.get_fee_schedule(plain_pool, tenant)),
+        ("account", lambda: reads.get_account(pool, tenant, led.alice)),
+        ("account asked current", lambda: reads.get_account(pool, tenant, led.alice, reads.CURRENT)),
+        ("payment", lambda: reads.get_payment(pool, tenant, led.payment)),
+        ("payment asked current", lambda: reads.get_payment(pool, tenant, led.payment, reads.CURRENT)),
+        ("accounts", lambda: reads.list_accounts(pool, tenant, 10, None)),
+        ("accounts after", lambda: reads.list_accounts(pool, tenant, 10, led.bob)),
+        ("payments", lambda: reads.list_payments(pool, tenant, 10, None, None)),
+        ("payments after", lambda: reads.list_payments(pool, tenant, 10, led.payment, None)),
+        ("payments by status", lambda: reads.list_payments(pool, tenant, 10, None, "succeeded")),
+        ("payments by status after", lambda: reads.list_payments(pool, tenant, 10, led.payment, "succeeded")),
+        ("entries", lambda: reads.list_entries(pool, tenant, led.alice, 10, None)),
+        ("entries after", lambda: reads.list_entries(pool, tenant, led.alice, 10, newest_entry)),
+        ("refunds", lambda: reads.list_refunds(pool, tenant, led.payment, 10, None)),
+        ("refunds after", lambda: reads.list_refunds(pool, tenant, led.payment, 10, led.refund)),
+        ("events", lambda: reads.list_events(pool, tenant, 10, None, None)),
+        ("events of type", lambda: reads.list_events(pool, tenant, 10, None, "payment.succeeded")),
+        ("fee schedule", lambda: reads.get_fee_schedule(pool, tenant)),
     ]
 
-    # On PostgreSQL (even with the setting on) every read works and reads current data.
-    dialect.remember(plain_pool, Engine.POSTGRES, follower_reads=True)
-    for _name, call in lists + current:
+    # On PostgreSQL (even with the setting on) every read works, and a stale ask is served current.
+    dialect.remember(pool, Engine.POSTGRES, follower_reads=True)
+    for _name, call in stale_objects + current:
         await call()
-    assert [a.id for a in (await reads.list_accounts(plain_pool, tenant, 1, None)).data] == [bob["id"]]
+    assert await reads.get_account(pool, tenant, led.alice, reads.STALE) == await reads.get_account(
+        pool, tenant, led.alice)
+    account, served = await reads.get_account(pool, tenant, led.alice, reads.STALE)
+    assert served == reads.CURRENT and account.balance.posted == 1_000 - 100 + 10
+    payment, served = await reads.get_payment(pool, tenant, led.payment, reads.STALE)
+    assert served == reads.CURRENT and payment.amount_refunded == 10
 
-    # Marked as CockroachDB with follower reads: each listing page sends the clause (PostgreSQL
-    # rejects it: proof it was sent), and nothing else does.
-    dialect.remember(plain_pool, Engine.COCKROACH, follower_reads=True)
-    try:
-        for name, call in lists:
-            with pytest.raises(pg_errors.SyntaxError, match=r"at or near \"SYSTEM\""):
-                await call()
-            assert name
-        for _name, call in current:
+    # Marked as CockroachDB with follower reads: a single-object read asked stale sends the clause
+    # (PostgreSQL rejects it: proof it was sent), and nothing else does.
+    dialect.remember(pool, Engine.COCKROACH, follower_reads=True)
+    for name, call in stale_objects:
+        with pytest.raises(pg_errors.SyntaxError, match=r"at or near \"SYSTEM\""):
             await call()
-        # Cursor and parent lookups stay current: unknown ids answer as always, before any page is read.
-        with pytest.raises(ApiError) as cursor:
-            await reads.list_accounts(plain_pool, tenant, 10, missing_account)
-        assert cursor.value.code == "invalid_cursor"
-        with pytest.raises(ApiError) as parent:
-            await reads.list_refunds(plain_pool, tenant, missing_payment, 10, None)
-        assert parent.value.code == "resource_missing"
-        with pytest.raises(ApiError) as account:
-            await reads.list_entries(plain_pool, tenant, missing_account, 10, None)
-        assert account.value.code == "resource_missing"
+        assert name
+    for name, call in current:
+        result = await call()
+        if isinstance(result, tuple):
+            assert result[1] == reads.CURRENT, name
+    # Cursor and parent lookups stay current: unknown ids answer as always.
+    with pytest.raises(ApiError) as cursor:
+        await reads.list_accounts(pool, tenant, 10, missing_account)
+    assert cursor.value.code == "invalid_cursor"
+    with pytest.raises(ApiError) as parent:
+        await reads.list_refunds(pool, tenant, missing_payment, 10, None)
+    assert parent.value.code == "resource_missing"
+
+    # Marked as CockroachDB without the operator's opt-in: a stale ask is served current.
+    dialect.remember(pool, Engine.COCKROACH, follower_reads=False)
+    for name, call in stale_objects:
+        assert (await call())[1] == reads.CURRENT, name
+
+
+async def test_a_stale_read_that_finds_nothing_is_read_again_current(
+    api: Api, app_server: RunningServer, plain_pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL cannot run AS OF SYSTEM TIME, so the follower-read forms are replaced by SQL it
+    runs: the statement itself (a stale snapshot that holds the object), or the statement with
+    ``AND false`` (a snapshot taken before the object was created)."""
+    led = await _ledger(api)
+    pool, tenant = plain_pool, led.tenant
+    dialect.remember(pool, Engine.COCKROACH, follower_reads=True)
+    missing = ids.encode(ids.ACCOUNT, uuid.uuid4())
+
+    for query in reads.FOLLOWER_READ_OBJECTS:
+        monkeypatch.setitem(reads._FOLLOWER_READ_FORM, query, query)
+    account, served = await reads.get_account(pool, tenant, led.alice, reads.STALE)
+    assert served == reads.STALE and account.id == led.alice
+    payment, served = await reads.get_payment(pool, tenant, led.payment, reads.STALE)
+    assert served == reads.STALE and payment.id == led.payment
+
+    for query in reads.FOLLOWER_READ_OBJECTS:
+        monkeypatch.setitem(reads._FOLLOWER_READ_FORM, query, query + " AND false")
+    assert await reads.get_account(pool, tenant, led.alice, reads.STALE) == (account, reads.CURRENT)
+    assert await reads.get_payment(pool, tenant, led.payment, reads.STALE) == (payment, reads.CURRENT)
+    # Missing everywhere (or another tenant's): the usual 404, never anything about staleness.
+    for ident in (missing, "acct_nonsense"):
+        with pytest.raises(ApiError) as raised:
+            await reads.get_account(pool, tenant, ident, reads.STALE)
+        assert raised.value.code == "resource_missing" and raised.value.param == "id"
+    other = ids.decode(ids.TENANT, (await new_tenant(api.http, "other")).tenant_id)
+    assert other is not None
+    with pytest.raises(ApiError) as raised:
+        await reads.get_payment(pool, other, led.payment, reads.STALE)
+    assert raised.value.code == "resource_missing"
+
+
+# ---- follower reads: the Paysvc-Read-Consistency header --------------------------------------
+
+HEADER = "Paysvc-Read-Consistency"
+
+
+async def test_the_header_is_accepted_with_both_values_and_postgres_reads_current(api: Api) -> None:
+    led = await _ledger(api)
+    for path in (f"/v1/accounts/{led.alice}", f"/v1/payments/{led.payment}"):
+        plain = await api.http.get(path, headers=api.headers)
+        assert plain.status_code == 200, plain.text
+        assert plain.headers[HEADER] == "current"
+        for value in ("current", "stale"):
+            r = await api.http.get(path, headers={**api.headers, HEADER: value})
+            assert r.status_code == 200, (path, value, r.text)
+            assert r.json() == plain.json(), (path, value)
+            assert r.headers[HEADER] == "current", (path, value)  # PostgreSQL: always current
+    # A missing object is the usual 404, asked stale or not.
+    missing = ids.encode(ids.PAYMENT, uuid.uuid4())
+    r = await api.http.get(f"/v1/payments/{missing}", headers={**api.headers, HEADER: "stale"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "resource_missing"
+    assert HEADER not in r.headers
+    # Lists and the feed do not take it: they never answer it.
+    for path in ("/v1/accounts", "/v1/payments", "/v1/events", f"/v1/accounts/{led.alice}/entries"):
+        r = await api.http.get(path, headers={**api.headers, HEADER: "stale"})
+        assert r.status_code == 200 and HEADER not in r.headers, path
+
+
+@pytest.mark.parametrize("value", ["Stale", "STALE", "fresh", "", "stale, current", "follower"])
+async def test_any_other_value_is_a_400_naming_the_header(api: Api, value: str) -> None:
+    account = await api.account()
+    for path in (f"/v1/accounts/{account['id']}", f"/v1/payments/{ids.encode(ids.PAYMENT, uuid.uuid4())}"):
+        r = await api.http.get(path, headers={**api.headers, HEADER: value})
+        assert r.status_code == 400, (path, value, r.text)
+        error = r.json()["error"]
+        assert set(error) == {"type", "code", "message", "param", "request_id"}
+        assert error["type"] == "invalid_request_error" and error["code"] == "parameter_invalid"
+        assert error["param"] == HEADER
+        assert HEADER in error["message"]
+        assert error["request_id"] == r.headers["X-Request-Id"]
+
+
+async def test_the_header_is_in_the_openapi_document(http: httpx.AsyncClient) -> None:
+    doc = (await http.get("/schema/openapi.json")).json()
+    for path in ("/v1/accounts/{account_id}", "/v1/payments/{payment_id}"):
+        operation = doc["paths"][path]["get"]
+        (parameter,) = [p for p in operation["parameters"] if p["name"] == HEADER]
+        assert parameter["in"] == "header" and parameter["required"] is False
+        assert parameter["schema"]["enum"] == ["current", "stale"]
+        assert parameter["schema"]["default"] == "current"
+        assert "PAYSVC_FOLLOWER_READS" in parameter["description"]
+        served = operation["responses"]["200"]["headers"][HEADER]
+        assert served["schema"]["enum"] == ["current", "stale"] and served["required"] is True
+        assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+            "/Account" if "account" in path else "/Payment")
+    for path, operation in ((p, ops["get"]) for p, ops in doc["paths"].items() if "get" in ops):
+        if path not in ("/v1/accounts/{account_id}", "/v1/payments/{payment_id}"):
+            assert HEADER not in {p["name"] for p in operation.get("parameters", [])}, path
+
+
+async def test_a_cockroach_marked_server_sends_the_clause_only_for_opted_in_single_object_gets(
+    api: Api, app_server: RunningServer
+) -> None:
+    """A second app server with the setting on, whose pool is then marked CockroachDB: a request
+    that asks for stale on a single-object GET is answered 500 (PostgreSQL refused the clause:
+    proof it was sent); every other request is answered 200 from current data."""
+    led = await _ledger(api)
+    settings = Settings(database_url=app_server.database_url, pool_size=2, rate_limit_per_s=0,
+                        expiry_sweep_interval_s=3_600, follower_reads=True)
+    server, thread, base_url = await asyncio.to_thread(start_server, settings)
+    try:
+        pool = server.config.app.state.pool
+        assert dialect.of(pool) == PoolDialect(Engine.POSTGRES, follower_reads_requested=True)
+        objects = (f"/v1/accounts/{led.alice}", f"/v1/payments/{led.payment}")
+        lists = ("/v1/accounts", "/v1/payments", "/v1/payments?status=succeeded", "/v1/events",
+                 f"/v1/accounts/{led.alice}/entries", f"/v1/payments/{led.payment}/refunds", "/v1/fee-schedule")
+        async with httpx.AsyncClient(base_url=base_url, headers=api.headers, timeout=30) as client:
+            dialect.remember(pool, Engine.COCKROACH, follower_reads=True)
+            for path in objects:
+                r = await client.get(path, headers={HEADER: "stale"})
+                assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error", (path, r.text)
+                for headers in ({}, {HEADER: "current"}):
+                    r = await client.get(path, headers=headers)
+                    assert r.status_code == 200 and r.headers[HEADER] == "current", (path, headers, r.text)
+            for path in lists:
+                r = await client.get(path, headers={HEADER: "stale"})
+                assert r.status_code == 200, (path, r.text)
+
+            # The operator's opt-in is needed too.
+            dialect.remember(pool, Engine.COCKROACH, follower_reads=False)
+            for path in objects:
+                r = await client.get(path, headers={HEADER: "stale"})
+                assert r.status_code == 200 and r.headers[HEADER] == "current", (path, r.text)
     finally:
-        dialect.remember(plain_pool, Engine.POSTGRES, follower_reads=False)
+        server.should_exit = True
+        await asyncio.to_thread(thread.join, 15)
 
 
 # ---- hash-sharded indexes (CockroachDB migration variants) ------------------------------------

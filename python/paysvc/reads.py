@@ -4,18 +4,23 @@ tenant's id answers exactly like a missing one).
 Lists are cursor-paginated like Stripe: ``limit`` + 1 rows are read to learn ``has_more``; the
 cursor (``starting_after``) must name an object of the same list, else 400 ``invalid_cursor``.
 
-Every read is current, with one opt-in exception: on CockroachDB with ``PAYSVC_FOLLOWER_READS=true``
-the listing PAGES in ``FOLLOWER_READ_PAGES`` (accounts, payments, an account's entries, a payment's
-refunds) read ``AS OF SYSTEM TIME follower_read_timestamp()`` (db/dialect.py): a few seconds stale
-(about 4.2 s in CockroachDB v25 docs, 4.8 s in older ones), served by the nearest replica. So a list
-may not yet show what this client created or changed in the last few seconds (no read-your-writes
-on lists). What stays current, always:
+Reads are current by default (brief, section 2b). The one exception is opt-in twice over: a
+single-object GET (``get_account``, ``get_payment``: the statements in ``FOLLOWER_READ_OBJECTS``)
+reads ``AS OF SYSTEM TIME follower_read_timestamp()`` (db/dialect.py) only when
 
-- single-object GETs (a balance right after a payment must show it), the fee schedule, API keys;
-- the events feed (GET /v1/events numbers the backlog first, then reads it; consumers tail it);
-- the cursor and parent lookups of every list (``starting_after``, the account of /entries, the
-  payment of /refunds): an id the client just got from a write is found, so it is never a 400 or a
-  404 because of staleness, and the stale page then holds what had committed before its timestamp.
+1. the operator enabled it (``PAYSVC_FOLLOWER_READS=true``) and the database is CockroachDB, and
+2. the request asked for it (``consistency="stale"``: the ``Paysvc-Read-Consistency: stale``
+   header, api/common.py).
+
+Such a read is a few seconds stale (about 4.2 s in CockroachDB v25 docs, 4.8 s in older ones) and
+served by the nearest replica: the object as it was then, e.g. a balance without the last payments.
+A stale read that finds nothing is read again current (``_found_object``), so an object created in
+the last seconds is never a 404 because of staleness; the caller learns which consistency served
+the answer. Otherwise, and always for everything else, reads are current:
+
+- every list (accounts, payments, an account's entries, a payment's refunds), with its cursor and
+  parent lookups, and the events feed (GET /v1/events numbers the backlog first, then reads it);
+- the fee schedule and API keys.
 Money is never decided on these reads: overdraft and idempotency checks read inside the write
 transaction (ledger/).
 """
@@ -23,7 +28,7 @@ transaction (ledger/).
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Final, Literal
 
 from paysvc import ids
 from paysvc.db import dialect
@@ -121,19 +126,23 @@ GET_FEE_RULES = (
 )
 
 
-# The statements that may be follower reads (see the module docstring), each with its CockroachDB form.
-FOLLOWER_READ_PAGES = (
-    LIST_ACCOUNTS, LIST_ACCOUNTS_AFTER,
-    LIST_PAYMENTS, LIST_PAYMENTS_AFTER, LIST_PAYMENTS_BY_STATUS, LIST_PAYMENTS_BY_STATUS_AFTER,
-    LIST_ENTRIES, LIST_ENTRIES_AFTER,
-    LIST_REFUNDS, LIST_REFUNDS_AFTER,
-)
-_FOLLOWER_READ_FORM = {query: dialect.follower_read(query) for query in FOLLOWER_READ_PAGES}
+# What a single-object read asks for, and what served it: "current" (the default) or "stale".
+Consistency = Literal["current", "stale"]
+CURRENT: Final = "current"
+STALE: Final = "stale"
+
+# The statements that may be follower reads (see the module docstring): the single-object GETs,
+# each with its CockroachDB form. Lists, cursors, parents, events and the fee schedule never are.
+FOLLOWER_READ_OBJECTS = (GET_ACCOUNT, GET_PAYMENT)
+_FOLLOWER_READ_FORM = {query: dialect.follower_read(query) for query in FOLLOWER_READ_OBJECTS}
 
 
-def page_sql(pool: Pool, query: str) -> str:
-    """The SQL to run for a listing page: its follower-read form when the pool allows it."""
-    return _FOLLOWER_READ_FORM[query] if dialect.follower_reads_on(pool) else query
+def object_sql(pool: Pool, query: str, asked: Consistency) -> tuple[str, Consistency]:
+    """The SQL a single-object GET runs, with the consistency it gives: the follower-read form only
+    when the request asked for ``stale`` and the pool allows it (CockroachDB, operator opt-in)."""
+    if asked == STALE and dialect.follower_reads_on(pool):
+        return _FOLLOWER_READ_FORM[query], STALE
+    return query, CURRENT
 
 
 async def _one(pool: Pool, query: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -146,30 +155,34 @@ async def _all(pool: Pool, query: str, params: tuple[Any, ...]) -> list[tuple[An
         return await (await conn.execute(query, params)).fetchall()
 
 
-async def _page_rows(pool: Pool, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    return await _all(pool, page_sql(pool, query), params)
-
-
 def _page(rows: list[tuple[Any, ...]], limit: int) -> tuple[list[tuple[Any, ...]], bool]:
     return rows[:limit], len(rows) > limit
 
 
-async def get_account(pool: Pool, tenant_id: uuid.UUID, account_id: str) -> Account:
-    return account_from_row(await _found(pool, GET_ACCOUNT, ids.ACCOUNT, "account", account_id, tenant_id))
+async def get_account(
+    pool: Pool, tenant_id: uuid.UUID, account_id: str, consistency: Consistency = CURRENT
+) -> tuple[Account, Consistency]:
+    """The account, and the consistency that served it (``stale`` only when asked and allowed)."""
+    row, served = await _found_object(pool, GET_ACCOUNT, ids.ACCOUNT, "account", account_id, tenant_id, consistency)
+    return account_from_row(row), served
 
 
 async def list_accounts(pool: Pool, tenant_id: uuid.UUID, limit: int, starting_after: str | None) -> AccountList:
     if starting_after is None:
-        rows = await _page_rows(pool, LIST_ACCOUNTS, (tenant_id, limit + 1))
+        rows = await _all(pool, LIST_ACCOUNTS, (tenant_id, limit + 1))
     else:
         created_at, cursor_id = await _cursor(pool, ACCOUNT_CURSOR, ids.ACCOUNT, starting_after, (tenant_id,))
-        rows = await _page_rows(pool, LIST_ACCOUNTS_AFTER, (tenant_id, created_at, cursor_id, limit + 1))
+        rows = await _all(pool, LIST_ACCOUNTS_AFTER, (tenant_id, created_at, cursor_id, limit + 1))
     page, more = _page(rows, limit)
     return AccountList(data=[account_from_row(r) for r in page], has_more=more)
 
 
-async def get_payment(pool: Pool, tenant_id: uuid.UUID, payment_id: str) -> Payment:
-    return payment_from_row(await _found(pool, GET_PAYMENT, ids.PAYMENT, "payment", payment_id, tenant_id))
+async def get_payment(
+    pool: Pool, tenant_id: uuid.UUID, payment_id: str, consistency: Consistency = CURRENT
+) -> tuple[Payment, Consistency]:
+    """The payment, and the consistency that served it (``stale`` only when asked and allowed)."""
+    row, served = await _found_object(pool, GET_PAYMENT, ids.PAYMENT, "payment", payment_id, tenant_id, consistency)
+    return payment_from_row(row), served
 
 
 async def list_payments(
@@ -184,7 +197,7 @@ async def list_payments(
     else:
         query = LIST_PAYMENTS_BY_STATUS_AFTER if after else LIST_PAYMENTS_BY_STATUS
         params = (tenant_id, status, *after, limit + 1)
-    page, more = _page(await _page_rows(pool, query, params), limit)
+    page, more = _page(await _all(pool, query, params), limit)
     return PaymentList(data=[payment_from_row(r) for r in page], has_more=more)
 
 
@@ -193,10 +206,10 @@ async def list_entries(
 ) -> EntryList:
     (account_key,) = await _found(pool, ACCOUNT_KEY, ids.ACCOUNT, "account", account_id, tenant_id)
     if starting_after is None:
-        rows = await _page_rows(pool, LIST_ENTRIES, (tenant_id, account_key, limit + 1))
+        rows = await _all(pool, LIST_ENTRIES, (tenant_id, account_key, limit + 1))
     else:
         (seq,) = await _cursor(pool, ENTRY_CURSOR, ids.ENTRY, starting_after, (tenant_id, account_key))
-        rows = await _page_rows(pool, LIST_ENTRIES_AFTER, (tenant_id, account_key, seq, limit + 1))
+        rows = await _all(pool, LIST_ENTRIES_AFTER, (tenant_id, account_key, seq, limit + 1))
     page, more = _page(rows, limit)
     return EntryList(data=[entry_from_row(r) for r in page], has_more=more)
 
@@ -206,10 +219,10 @@ async def list_refunds(
 ) -> RefundList:
     (payment_key,) = await _found(pool, PAYMENT_KEY, ids.PAYMENT, "payment", payment_id, tenant_id)
     if starting_after is None:
-        rows = await _page_rows(pool, LIST_REFUNDS, (tenant_id, payment_key, limit + 1))
+        rows = await _all(pool, LIST_REFUNDS, (tenant_id, payment_key, limit + 1))
     else:
         after = await _cursor(pool, REFUND_CURSOR, ids.REFUND, starting_after, (tenant_id, payment_key))
-        rows = await _page_rows(pool, LIST_REFUNDS_AFTER, (tenant_id, payment_key, *after, limit + 1))
+        rows = await _all(pool, LIST_REFUNDS_AFTER, (tenant_id, payment_key, *after, limit + 1))
     page, more = _page(rows, limit)
     return RefundList(data=[refund_from_row(r) for r in page], has_more=more)
 
@@ -250,6 +263,22 @@ async def _found(
     if row is None:
         raise not_found(kind, ident, param="id")
     return row
+
+
+async def _found_object(
+    pool: Pool, query: str, prefix: str, kind: str, ident: str, tenant_id: uuid.UUID, asked: Consistency
+) -> tuple[tuple[Any, ...], Consistency]:
+    """A single object's row and the consistency it was read at (``object_sql``).
+
+    A stale read that finds nothing may just be early (the object was created after the follower-read
+    timestamp), so it is read again, current: staleness never turns into a 404. An id that really is
+    missing (or another tenant's) then costs a second round trip, on follower reads only."""
+    sql, served = object_sql(pool, query, asked)
+    if served == STALE:
+        row = await _by_id(pool, sql, prefix, ident, (tenant_id,))
+        if row is not None:
+            return row, STALE
+    return await _found(pool, query, prefix, kind, ident, tenant_id), CURRENT
 
 
 async def _cursor(

@@ -15,10 +15,13 @@ from paysvc.api.common import (
     EngineDep,
     IdempotencyKey,
     Limit,
+    ReadConsistency,
+    ReadConsistencyOperation,
     StartingAfter,
     TenantDep,
     json_response,
     outcome_response,
+    read_response,
 )
 from paysvc.api.decode import decode_body
 from paysvc.api.schemas import AccountCreate
@@ -56,10 +59,15 @@ class AccountController(Controller):
     @get(
         "/{account_id:str}",
         summary="Retrieve an account with its balance",
+        description="Current by default; Paysvc-Read-Consistency: stale may answer a balance a few seconds old.",
         responses={200: ResponseSpec(Account, description="The account"), **READ_ERRORS},
+        operation_class=ReadConsistencyOperation,
     )
-    async def retrieve(self, account_id: FromPath[str], tenant: TenantDep, engine: EngineDep) -> Response[bytes]:
-        return json_response(await reads.get_account(engine.pool, tenant.id, account_id))
+    async def retrieve(
+        self, account_id: FromPath[str], tenant: TenantDep, engine: EngineDep,
+        read_consistency: ReadConsistency = reads.CURRENT,
+    ) -> Response[bytes]:
+        return read_response(*await reads.get_account(engine.pool, tenant.id, account_id, read_consistency))
 
     @get(
         "/",

@@ -19,11 +19,14 @@ from paysvc.api.common import (
     EngineDep,
     IdempotencyKey,
     Limit,
+    ReadConsistency,
+    ReadConsistencyOperation,
     StartingAfter,
     TenantDep,
     _spec,
     json_response,
     outcome_response,
+    read_response,
 )
 from paysvc.api.decode import decode_body, decode_optional_body
 from paysvc.api.schemas import (
@@ -143,10 +146,15 @@ class PaymentController(Controller):
     @get(
         "/{payment_id:str}",
         summary="Retrieve a payment",
+        description="Current by default; Paysvc-Read-Consistency: stale may answer a payment a few seconds old.",
         responses={200: ResponseSpec(Payment, description="The payment"), **READ_ERRORS},
+        operation_class=ReadConsistencyOperation,
     )
-    async def retrieve(self, payment_id: FromPath[str], tenant: TenantDep, engine: EngineDep) -> Response[bytes]:
-        return json_response(await reads.get_payment(engine.pool, tenant.id, payment_id))
+    async def retrieve(
+        self, payment_id: FromPath[str], tenant: TenantDep, engine: EngineDep,
+        read_consistency: ReadConsistency = reads.CURRENT,
+    ) -> Response[bytes]:
+        return read_response(*await reads.get_payment(engine.pool, tenant.id, payment_id, read_consistency))
 
     @get(
         "/",

@@ -7,9 +7,11 @@ each enabled only when ``SELECT version()`` says CockroachDB:
 1. Session settings (``configure_session``): on PostgreSQL, ``enable_seqscan = off`` (see below);
    nothing extra on CockroachDB, whose default isolation is already SERIALIZABLE.
 2. Follower reads (``follower_read``, ``follower_reads_on``): when the operator sets
-   ``PAYSVC_FOLLOWER_READS=true`` and the server is CockroachDB, the listing pages of reads.py run
-   ``AS OF SYSTEM TIME follower_read_timestamp()``: served by the nearest replica, a few seconds
-   stale (see ``FOLLOWER_READ_STALENESS``). On PostgreSQL the setting is ignored (logged once).
+   ``PAYSVC_FOLLOWER_READS=true`` and the server is CockroachDB, a single-object GET whose request
+   asks for it (``Paysvc-Read-Consistency: stale``) runs ``AS OF SYSTEM TIME
+   follower_read_timestamp()`` (reads.py, ``object_sql``): served by the nearest replica, a few
+   seconds stale (see ``FOLLOWER_READ_STALENESS``). Lists and the events feed are always current.
+   On PostgreSQL the setting is ignored (logged once) and every read is current.
 3. Hash-sharded indexes for the indexes whose leading columns grow monotonically across all
    tenants (``migrations/cockroachdb/*.sql``, applied by migrate.py in place of the PostgreSQL
    statement): ``idempotency_keys (created_at)`` and ``payments (status, expires_at)``. Indexes
@@ -129,7 +131,8 @@ def remember(pool: object, engine: Engine, *, follower_reads: bool) -> None:
     if known is not None or not follower_reads:
         return
     if engine is Engine.COCKROACH:
-        log.info("PAYSVC_FOLLOWER_READS: listings read %s (%s stale)", FOLLOWER_READ_CLAUSE, FOLLOWER_READ_STALENESS)
+        log.info("PAYSVC_FOLLOWER_READS: single-object GETs sent with Paysvc-Read-Consistency: stale read %s "
+                 "(%s stale); lists and events stay current", FOLLOWER_READ_CLAUSE, FOLLOWER_READ_STALENESS)
     else:
         log.warning("PAYSVC_FOLLOWER_READS is set but the database is PostgreSQL: ignored "
                     "(follower reads exist only on CockroachDB); every read is current")
@@ -141,6 +144,7 @@ def of(pool: object) -> PoolDialect | None:
 
 
 def follower_reads_on(pool: object) -> bool:
-    """True only for a pool on CockroachDB whose operator enabled follower reads."""
+    """True only for a pool on CockroachDB whose operator enabled follower reads (a request must
+    still ask for them: reads.object_sql)."""
     known = _pools.get(pool)
     return known is not None and known.follower_reads
