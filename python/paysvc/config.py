@@ -25,8 +25,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     connection_max_lifetime_s: int = 600
     statement_timeout_ms: int = 5_000
     connect_timeout_s: int = 5
-    # CockroachDB only: listing pages read AS OF SYSTEM TIME follower_read_timestamp() (a few
-    # seconds stale, served by the nearest replica); ignored on PostgreSQL (db/dialect.py).
+    # CockroachDB only: single-object GETs asked with `Paysvc-Read-Consistency: stale` read AS OF
+    # SYSTEM TIME follower_read_timestamp() (a few seconds stale, served by the nearest replica);
+    # lists and events stay current; ignored on PostgreSQL (db/dialect.py, reads.py).
     follower_reads: bool = False
     # Transactions.
     tx_max_attempts: int = 12
@@ -39,7 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Group commit: the payments of one process are applied together, many per transaction.
     group_commit: bool = True
     group_commit_max_batch: int = 256
-    group_commit_writers: int = 2  # batches of one process in flight at once (never sharing an account)
+    group_commit_writers: int = 1  # batches of one process in flight at once (never sharing an account)
     engine_queue_max: int = 10_000
     # Background work of every API process.
     expiry_sweep_interval_s: int = 5

@@ -126,7 +126,7 @@ class EngineConfig:
     idempotency_retention: timedelta
     group_commit: bool = True
     group_commit_max_batch: int = 256
-    group_commit_writers: int = 2
+    group_commit_writers: int = 1
     queue_max: int = 10_000
 
     @classmethod
