@@ -3,6 +3,8 @@
 //! The canonical JSON is byte for byte what Python writes with
 //! `json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`.
 
+use std::fmt::Write as _;
+
 use sha2::{Digest, Sha256};
 
 use crate::errors::{CoreError, CoreResult};
@@ -17,6 +19,13 @@ fn body_error(message: impl Into<String>) -> CoreError {
 /// (lower-case hex), everything else (DEL and all non-ASCII) as is.
 pub fn write_json_string(out: &mut String, s: &str) {
     out.push('"');
+    // Most strings need no escape at all: copy them whole (measured: a 37-character account id
+    // took about 270 ns char by char, most of a fingerprint's time).
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -50,7 +59,10 @@ fn write_value(out: &mut String, v: &Value, depth: usize) -> CoreResult<()> {
         Value::None => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
         Value::Bool(false) => out.push_str("false"),
-        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Int(i) => {
+            // Writing into a String cannot fail.
+            let _ = write!(out, "{i}");
+        }
         Value::Str(s) => write_json_string(out, s),
         Value::BigInt => {
             return Err(body_error(
@@ -123,7 +135,7 @@ fn write_value(out: &mut String, v: &Value, depth: usize) -> CoreResult<()> {
 
 /// The canonical JSON text of `body`; `parameter_invalid` (no param) for what JSON cannot hold.
 pub fn canonical_json(body: &Value) -> CoreResult<String> {
-    let mut out = String::new();
+    let mut out = String::with_capacity(256);
     write_value(&mut out, body, 0)?;
     Ok(out)
 }
