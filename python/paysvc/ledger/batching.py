@@ -273,7 +273,7 @@ class GroupCommitter:
                 self.pool, partial(_batch_tx, batch, self.retention), policy=self.retry, idempotent=True,
                 isolation=BATCH_ISOLATION,
             )
-        except BaseException as exc:  # the whole batch failed (503 after retries, a bug, or shutdown)
+        except (Exception, asyncio.CancelledError) as exc:  # the whole batch failed (503, a bug, or shutdown)
             if isinstance(exc, asyncio.CancelledError):
                 exc = service_unavailable("The service is shutting down; retry.")
             elif not isinstance(exc, ApiError):
