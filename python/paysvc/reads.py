@@ -33,6 +33,7 @@ from typing import Any, Final, Literal
 from paysvc import ids
 from paysvc.db import dialect
 from paysvc.db.pool import Pool
+from paysvc.db.retry import Conn, run_read
 from paysvc.errors import invalid_cursor, not_found
 from paysvc.resources import (
     Account,
@@ -146,13 +147,17 @@ def object_sql(pool: Pool, query: str, asked: Consistency) -> tuple[str, Consist
 
 
 async def _one(pool: Pool, query: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    async with pool.connection() as conn:
+    async def read(conn: Conn) -> tuple[Any, ...] | None:
         return await (await conn.execute(query, params)).fetchone()
+
+    return await run_read(pool, read)
 
 
 async def _all(pool: Pool, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    async with pool.connection() as conn:
+    async def read(conn: Conn) -> list[tuple[Any, ...]]:
         return await (await conn.execute(query, params)).fetchall()
+
+    return await run_read(pool, read)
 
 
 def _page(rows: list[tuple[Any, ...]], limit: int) -> tuple[list[tuple[Any, ...]], bool]:

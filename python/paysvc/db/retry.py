@@ -101,15 +101,40 @@ async def run_transaction(
                 raise service_unavailable(
                     "The outcome of this request is unknown; check before retrying."
                 ) from exc
-            retry_counts[reason] += 1
-            holder = request_retries.get()
-            if holder is not None:
-                holder.count += 1
+            _count_retry(reason)
             if attempt == policy.max_attempts:
                 log.warning("transaction gave up after %d attempts (%s)", attempt, reason)
                 raise service_unavailable() from exc
             await asyncio.sleep(policy.backoff_s(attempt))
     raise AssertionError("unreachable")
+
+
+# Reads are single statements: a few quick re-runs, then the error (503) stands.
+READ_POLICY = RetryPolicy(max_attempts=4, backoff_base_ms=1, backoff_cap_ms=20)
+
+
+async def run_read(pool: Pool, fn: Callable[[Conn], Awaitable[T]], *, policy: RetryPolicy = READ_POLICY) -> T:
+    """Run ``fn(conn)``, one read statement in autocommit (no BEGIN/COMMIT round trips), and re-run
+    it on 40001/40P01. Even a lone SERIALIZABLE read can be cancelled on PostgreSQL as the pivot of
+    a conflict between writers ("could not serialize access … during read"); re-running a read is
+    always safe. Anything else, and the last failure, propagates (the API answers 503)."""
+    for attempt in range(1, policy.max_attempts + 1):
+        try:
+            async with pool.connection() as conn:
+                return await fn(conn)
+        except psycopg.Error as exc:
+            if exc.sqlstate not in RETRYABLE_SQLSTATES or attempt == policy.max_attempts:
+                raise
+            _count_retry(exc.sqlstate)
+            await asyncio.sleep(policy.backoff_s(attempt))
+    raise AssertionError("unreachable")
+
+
+def _count_retry(reason: str) -> None:
+    retry_counts[reason] += 1
+    holder = request_retries.get()
+    if holder is not None:
+        holder.count += 1
 
 
 @asynccontextmanager
