@@ -86,16 +86,6 @@ async def create_tenant(conn: psycopg.AsyncConnection[Any], name: str) -> Tenant
     return TenantCreated(id=ids.encode(ids.TENANT, tenant_id), name=name, api_key=key)
 
 
-async def authenticate(conn: psycopg.AsyncConnection[Any], key: str) -> Tenant | None:
-    """The key's tenant, read from the database on every call (a revocation applies to the next
-    request), or None for a malformed, unknown or revoked key."""
-    if not well_formed(key):
-        return None
-    key_hash = hash_key(key)
-    row = await (await conn.execute(AUTHENTICATE, (arrays.byteas([key_hash]),))).fetchone()
-    return None if row is None else _tenant_of(row, key_hash)
-
-
 def _tenant_of(row: tuple[Any, ...], key_hash: bytes) -> Tenant | None:
     stored_hash, tenant_id, rules = row
     # The lookup is by hash already; compare explicitly, in constant time, all the same.
