@@ -154,13 +154,75 @@ fn hex_lower(bytes: &[u8]) -> String {
 /// `method` must be ASCII (it is upper-cased); see [`fingerprint_values`].
 pub fn fingerprint(method: &str, path: &str, body: &Value) -> CoreResult<String> {
     let json = canonical_json(body)?;
+    Ok(digest(&method.to_ascii_uppercase(), path, &json))
+}
+
+/// The fields of a payment request's body, already validated (see `plans::prepare_payment`).
+pub struct PaymentBody<'a> {
+    pub amount: i64,
+    pub currency: &'a str,
+    pub source: &'a str,
+    pub destination: &'a str,
+    pub capture: bool,
+    pub description: Option<&'a str>,
+    pub metadata: &'a [(String, String)],
+    pub expires_in_s: Option<i64>,
+}
+
+/// `fingerprint("POST", path, body)` of a payment body, written straight from its fields instead of
+/// through a [`Value`] tree (measured: building and dropping the tree was about a quarter of
+/// `prepare_payment`). Keys in sorted order, as `canonical_json` writes them; the tests hold the
+/// two to the same bytes.
+pub fn payment_fingerprint(path: &str, body: &PaymentBody<'_>) -> String {
+    let mut out = String::with_capacity(256);
+    let _ = write!(
+        out,
+        "{{\"amount\":{},\"capture\":{},\"currency\":",
+        body.amount, body.capture
+    );
+    write_json_string(&mut out, body.currency);
+    out.push_str(",\"description\":");
+    match body.description {
+        Some(d) => write_json_string(&mut out, d),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"destination\":");
+    write_json_string(&mut out, body.destination);
+    out.push_str(",\"expires_in_s\":");
+    match body.expires_in_s {
+        Some(e) => {
+            let _ = write!(out, "{e}");
+        }
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"metadata\":{");
+    let mut entries: Vec<&(String, String)> = body.metadata.iter().collect();
+    if entries.len() > 1 {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    for (i, (k, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_string(&mut out, k);
+        out.push(':');
+        write_json_string(&mut out, v);
+    }
+    out.push_str("},\"source\":");
+    write_json_string(&mut out, body.source);
+    out.push('}');
+    digest("POST", path, &out)
+}
+
+/// `method` is upper-case already.
+fn digest(method: &str, path: &str, json: &str) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(method.to_ascii_uppercase().as_bytes());
+    hasher.update(method.as_bytes());
     hasher.update(b"\n");
     hasher.update(path.as_bytes());
     hasher.update(b"\n");
     hasher.update(json.as_bytes());
-    Ok(hex_lower(&hasher.finalize()))
+    hex_lower(&hasher.finalize())
 }
 
 /// `fingerprint(method, path, body)` for arguments of any type: `method` must be an ASCII
@@ -345,6 +407,52 @@ mod tests {
         assert_eq!(e.param, None);
         // an empty method and a path with non-ASCII text are fine
         assert!(fingerprint_values(&s(""), &s("/é"), &Value::None).is_ok());
+    }
+
+    #[test]
+    fn payment_body_matches_the_generic_writer() {
+        let metadata = [
+            ("z\"k".to_owned(), "v\n1".to_owned()),
+            ("a".to_owned(), "\u{1F600}".to_owned()),
+            ("\u{FB01}".to_owned(), String::new()),
+        ];
+        for (description, expires_in_s, capture, meta) in [
+            (Some("order \"42\"\t"), None, true, &metadata[..]),
+            (None, Some(3600), false, &metadata[..0]),
+            (Some(""), Some(1), false, &metadata[1..]),
+        ] {
+            let body = PaymentBody {
+                amount: 9_007_199_254_740_993,
+                currency: "USD",
+                source: "acct_1",
+                destination: "acct_\\2",
+                capture,
+                description,
+                metadata: meta,
+                expires_in_s,
+            };
+            let tree = Value::object([
+                ("amount", Value::Int(body.amount)),
+                ("currency", Value::str(body.currency)),
+                ("source", Value::str(body.source)),
+                ("destination", Value::str(body.destination)),
+                ("capture", Value::Bool(capture)),
+                ("description", description.map_or(Value::None, Value::str)),
+                (
+                    "metadata",
+                    Value::Dict(
+                        meta.iter()
+                            .map(|(k, v)| (Value::str(k), Value::str(v)))
+                            .collect(),
+                    ),
+                ),
+                ("expires_in_s", expires_in_s.map_or(Value::None, Value::Int)),
+            ]);
+            assert_eq!(
+                payment_fingerprint("/v1/payments", &body),
+                fingerprint("POST", "/v1/payments", &tree).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::currency;
 use crate::errors::{CoreError, CoreResult, code};
 use crate::fees::{self, FeeRule, MAX_AMOUNT_MINOR};
-use crate::fingerprint::fingerprint;
+use crate::fingerprint::{PaymentBody, fingerprint, payment_fingerprint};
 use crate::validate::{
     bool_param, bounded_str_param, check_idempotency_key_value, metadata_value, optional_str_param,
     validate_metadata,
@@ -203,17 +203,17 @@ pub fn prepare_payment(req: &PaymentRequest) -> CoreResult<PaymentPlan> {
     // 8. idempotency key
     idempotency_key_of(&req.idempotency_key, &req.require_idempotency_key)?;
     // 9. fingerprint
-    let body = Value::object([
-        ("amount", Value::Int(amount)),
-        ("currency", Value::str(currency)),
-        ("source", Value::str(source)),
-        ("destination", Value::str(destination)),
-        ("capture", Value::Bool(capture)),
-        ("description", description.map_or(Value::None, Value::str)),
-        ("metadata", metadata_value(&metadata)),
-        ("expires_in_s", expires_in_s.map_or(Value::None, Value::Int)),
-    ]);
-    let fingerprint = post_fingerprint(&req.path, &body)?;
+    let body = PaymentBody {
+        amount,
+        currency,
+        source,
+        destination,
+        capture,
+        description,
+        metadata: &metadata,
+        expires_in_s,
+    };
+    let fingerprint = payment_fingerprint(path_of(&req.path)?, &body);
     let (fee, net) = if capture {
         (Some(fee), Some(amount - fee))
     } else {
