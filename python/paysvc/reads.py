@@ -33,7 +33,7 @@ from typing import Any, Final, Literal
 from paysvc import ids
 from paysvc.db import dialect
 from paysvc.db.pool import Pool
-from paysvc.db.retry import Conn, run_read
+from paysvc.db.retry import read_all, read_one
 from paysvc.errors import invalid_cursor, not_found
 from paysvc.resources import (
     Account,
@@ -146,20 +146,6 @@ def object_sql(pool: Pool, query: str, asked: Consistency) -> tuple[str, Consist
     return query, CURRENT
 
 
-async def _one(pool: Pool, query: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    async def read(conn: Conn) -> tuple[Any, ...] | None:
-        return await (await conn.execute(query, params)).fetchone()
-
-    return await run_read(pool, read)
-
-
-async def _all(pool: Pool, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    async def read(conn: Conn) -> list[tuple[Any, ...]]:
-        return await (await conn.execute(query, params)).fetchall()
-
-    return await run_read(pool, read)
-
-
 def _page(rows: list[tuple[Any, ...]], limit: int) -> tuple[list[tuple[Any, ...]], bool]:
     return rows[:limit], len(rows) > limit
 
@@ -174,10 +160,10 @@ async def get_account(
 
 async def list_accounts(pool: Pool, tenant_id: uuid.UUID, limit: int, starting_after: str | None) -> AccountList:
     if starting_after is None:
-        rows = await _all(pool, LIST_ACCOUNTS, (tenant_id, limit + 1))
+        rows = await read_all(pool, LIST_ACCOUNTS, (tenant_id, limit + 1))
     else:
         created_at, cursor_id = await _cursor(pool, ACCOUNT_CURSOR, ids.ACCOUNT, starting_after, (tenant_id,))
-        rows = await _all(pool, LIST_ACCOUNTS_AFTER, (tenant_id, created_at, cursor_id, limit + 1))
+        rows = await read_all(pool, LIST_ACCOUNTS_AFTER, (tenant_id, created_at, cursor_id, limit + 1))
     page, more = _page(rows, limit)
     return AccountList(data=[account_from_row(r) for r in page], has_more=more)
 
@@ -202,7 +188,7 @@ async def list_payments(
     else:
         query = LIST_PAYMENTS_BY_STATUS_AFTER if after else LIST_PAYMENTS_BY_STATUS
         params = (tenant_id, status, *after, limit + 1)
-    page, more = _page(await _all(pool, query, params), limit)
+    page, more = _page(await read_all(pool, query, params), limit)
     return PaymentList(data=[payment_from_row(r) for r in page], has_more=more)
 
 
@@ -211,10 +197,10 @@ async def list_entries(
 ) -> EntryList:
     (account_key,) = await _found(pool, ACCOUNT_KEY, ids.ACCOUNT, "account", account_id, tenant_id)
     if starting_after is None:
-        rows = await _all(pool, LIST_ENTRIES, (tenant_id, account_key, limit + 1))
+        rows = await read_all(pool, LIST_ENTRIES, (tenant_id, account_key, limit + 1))
     else:
         (seq,) = await _cursor(pool, ENTRY_CURSOR, ids.ENTRY, starting_after, (tenant_id, account_key))
-        rows = await _all(pool, LIST_ENTRIES_AFTER, (tenant_id, account_key, seq, limit + 1))
+        rows = await read_all(pool, LIST_ENTRIES_AFTER, (tenant_id, account_key, seq, limit + 1))
     page, more = _page(rows, limit)
     return EntryList(data=[entry_from_row(r) for r in page], has_more=more)
 
@@ -224,10 +210,10 @@ async def list_refunds(
 ) -> RefundList:
     (payment_key,) = await _found(pool, PAYMENT_KEY, ids.PAYMENT, "payment", payment_id, tenant_id)
     if starting_after is None:
-        rows = await _all(pool, LIST_REFUNDS, (tenant_id, payment_key, limit + 1))
+        rows = await read_all(pool, LIST_REFUNDS, (tenant_id, payment_key, limit + 1))
     else:
         after = await _cursor(pool, REFUND_CURSOR, ids.REFUND, starting_after, (tenant_id, payment_key))
-        rows = await _all(pool, LIST_REFUNDS_AFTER, (tenant_id, payment_key, *after, limit + 1))
+        rows = await read_all(pool, LIST_REFUNDS_AFTER, (tenant_id, payment_key, *after, limit + 1))
     page, more = _page(rows, limit)
     return RefundList(data=[refund_from_row(r) for r in page], has_more=more)
 
@@ -239,15 +225,15 @@ async def list_events(
     if starting_after is not None:
         (seq,) = await _cursor(pool, EVENT_CURSOR, ids.EVENT, starting_after, (tenant_id,))
     if event_type is None:
-        rows = await _all(pool, LIST_EVENTS, (tenant_id, seq, limit + 1))
+        rows = await read_all(pool, LIST_EVENTS, (tenant_id, seq, limit + 1))
     else:
-        rows = await _all(pool, LIST_EVENTS_OF_TYPE, (tenant_id, event_type, seq, limit + 1))
+        rows = await read_all(pool, LIST_EVENTS_OF_TYPE, (tenant_id, event_type, seq, limit + 1))
     page, more = _page(rows, limit)
     return EventList(data=[event_from_row(r) for r in page], has_more=more)
 
 
 async def get_fee_schedule(pool: Pool, tenant_id: uuid.UUID) -> FeeScheduleOut:
-    rows = await _all(pool, GET_FEE_RULES, (tenant_id,))
+    rows = await read_all(pool, GET_FEE_RULES, (tenant_id,))
     return FeeScheduleOut(rules=[
         FeeRuleOut(currency=c, percent_bps=bps, fixed=fixed, min=lo, max=hi) for c, bps, fixed, lo, hi in rows
     ])
@@ -258,7 +244,7 @@ async def _by_id(
 ) -> tuple[Any, ...] | None:
     """The row ``query`` finds for (*scope, the UUID behind ident); None when ident is no such id."""
     key = ids.decode(prefix, ident)
-    return None if key is None else await _one(pool, query, (*scope, key))
+    return None if key is None else await read_one(pool, query, (*scope, key))
 
 
 async def _found(

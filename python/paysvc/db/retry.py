@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import IsolationLevel
@@ -128,6 +128,22 @@ async def run_read(pool: Pool, fn: Callable[[Conn], Awaitable[T]], *, policy: Re
             _count_retry(exc.sqlstate)
             await asyncio.sleep(policy.backoff_s(attempt))
     raise AssertionError("unreachable")
+
+
+async def read_one(pool: Pool, query: str, params: tuple[object, ...]) -> tuple[Any, ...] | None:
+    """One row of one read statement (see :func:`run_read`)."""
+    async def read(conn: Conn) -> tuple[Any, ...] | None:
+        return await (await conn.execute(query, params)).fetchone()
+
+    return await run_read(pool, read)
+
+
+async def read_all(pool: Pool, query: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+    """Every row of one read statement (see :func:`run_read`)."""
+    async def read(conn: Conn) -> list[tuple[Any, ...]]:
+        return await (await conn.execute(query, params)).fetchall()
+
+    return await run_read(pool, read)
 
 
 def _count_retry(reason: str) -> None:

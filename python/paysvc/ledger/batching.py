@@ -39,8 +39,9 @@ import asyncio
 import contextvars
 import logging
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -193,7 +194,9 @@ class GroupCommitter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._busy: set[uuid.UUID] = set()  # accounts of the batches in flight
+        self._busy: set[uuid.UUID] = set()  # accounts of the batches in flight, and of reservations
+        self._wanted: Counter[uuid.UUID] = Counter()  # accounts reservations wait for: batches keep off
+        self._released = asyncio.Event()  # some busy accounts became free
         self.batches = 0
         self.payments = 0
 
@@ -232,6 +235,30 @@ class GroupCommitter:
         self._wakeup.set()
         return await future
 
+    @asynccontextmanager
+    async def reserve(self, accounts: Iterable[uuid.UUID]) -> AsyncIterator[None]:
+        """Keep batches off ``accounts`` while a transaction outside the committer (a capture, a
+        refund, a cancel, an expiry) changes them. Without it, such a SERIALIZABLE transaction that
+        waits for an account row a batch holds fails with 40001 as soon as the batch commits, and on a
+        hot merchant it fails that way again and again. Waits for batches in flight on these accounts
+        to finish; meanwhile no new batch takes a request that names them."""
+        wanted = set(accounts)
+        self._wanted.update(wanted)
+        try:
+            while _touches(wanted, self._busy):
+                self._released.clear()
+                await self._released.wait()
+            self._busy |= wanted
+        finally:
+            self._wanted.subtract(wanted)
+            self._wanted = +self._wanted  # drop the accounts no longer wanted
+        try:
+            yield
+        finally:
+            self._busy -= wanted
+            self._released.set()
+            self._wakeup.set()
+
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
@@ -249,12 +276,12 @@ class GroupCommitter:
         """The next batch: queued requests in order, skipping (and keeping in place) those that name
         an account of a batch in flight, or an account of a request skipped before them."""
         batch: list[Request] = []
-        if not self._busy:  # nothing in flight (always so with one writer): the head of the queue
+        if not self._busy and not self._wanted:  # nothing in flight or reserved: the head of the queue
             for _ in range(min(len(self._queue), self.max_batch)):
                 batch.append(self._queue.popleft())
             return batch
         skipped: list[Request] = []
-        blocked: set[uuid.UUID] = set()
+        blocked: set[uuid.UUID] = set(self._wanted)
         scanned = 0
         while self._queue and len(batch) < self.max_batch and scanned < self.scan_limit:
             request = self._queue.popleft()
@@ -295,6 +322,7 @@ class GroupCommitter:
                     request.future.set_result(answer)
         finally:
             self._busy -= footprint
+            self._released.set()
             task = asyncio.current_task()
             if task is not None:
                 self._in_flight.discard(task)

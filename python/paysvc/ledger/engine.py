@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -28,7 +28,7 @@ from paysvc import ids, metrics
 from paysvc._native import AccountPlan, CancelPlan, CapturePlan, FeeRule, PaymentPlan, RefundPlan
 from paysvc.config import Settings
 from paysvc.db.pool import Pool
-from paysvc.db.retry import Conn, RetryPolicy, run_transaction
+from paysvc.db.retry import Conn, RetryPolicy, read_one, run_transaction
 from paysvc.errors import ApiError, not_found
 from paysvc.ledger import events, idempotency, lifecycle
 from paysvc.ledger.batching import CREATION_EVENTS, GroupCommitter, new_payment
@@ -78,6 +78,9 @@ WITH pay AS (
 UPDATE idempotency_keys SET status_code = %(status_code)s, response_body = %(body)s, payment_id = %(id)s
 WHERE tenant_id = %(tenant)s AND idem_key = %(key)s
 """
+
+# By primary key only (a transition's in-process reservation; the transaction checks the tenant).
+PAYMENT_ACCOUNTS = "SELECT source_id, destination_id, currency FROM payments WHERE id = %s"
 
 INSERT_ACCOUNT = (
     "INSERT INTO accounts (id, tenant_id, currency, allow_negative, purpose, metadata, created_at) "
@@ -343,17 +346,44 @@ class LedgerEngine:
 
         guard = contextlib.nullcontext() if key is None else self.in_flight.claim(tenant.id, key)
         with guard:
-            async with self.locks.hold([payment_id]):
+            async with self._transition(payment_id, tenant):
                 # Without a key an ambiguous commit cannot be resolved: the client gets 503 and checks.
                 return await run_transaction(self.pool, work, policy=self.config.retry, idempotent=key is not None)
 
     async def expire(self, payment_id: uuid.UUID) -> bool:
         """Release one hold whose time is up (the sweeper's work); False if it was no longer open."""
-        async with self.locks.hold([payment_id]):
+        async with self._transition(payment_id, None):
             return await run_transaction(
                 self.pool, partial(lifecycle.expire_due, payment_id=payment_id), policy=self.config.retry,
                 idempotent=True,
             )
+
+    @contextlib.asynccontextmanager
+    async def _transition(self, payment_id: uuid.UUID, tenant: Tenant | None) -> AsyncIterator[None]:
+        """In this process: one transition of a payment at a time, and no payment of its accounts
+        applied meanwhile (group commit keeps its batches off them; without group commit, the
+        accounts' in-process locks). A transition is a SERIALIZABLE transaction: one that waited for
+        an account row while a batch held it would fail with 40001 when the batch committed, again
+        and again on a hot merchant. Across processes the database still decides (and retries)."""
+        accounts = await self._accounts_of(payment_id, tenant)
+        async with self.locks.hold([payment_id]):
+            if self.committer is not None:
+                async with self.committer.reserve(accounts):
+                    yield
+            else:
+                async with self.locks.hold(accounts):
+                    yield
+
+    async def _accounts_of(self, payment_id: uuid.UUID, tenant: Tenant | None) -> list[uuid.UUID]:
+        """The accounts a transition of the payment may change: its source and destination (fixed at
+        creation) and the tenant's fee account for its currency. None if there is no such payment:
+        the transaction itself answers that."""
+        row = await read_one(self.pool, PAYMENT_ACCOUNTS, (payment_id,))
+        if row is None:
+            return []
+        source, destination, currency = row
+        fee_account = tenant.fee_accounts.get(str(currency)) if tenant is not None else None
+        return [a for a in (source, destination, fee_account) if isinstance(a, uuid.UUID)]
 
     async def sequence_events(self, tenant_id: uuid.UUID, max_batches: int = 1) -> int:
         """Number the tenant's committed events for the feed (ledger/events.py)."""
@@ -451,4 +481,3 @@ class LedgerEngine:
         body = error.body(request_id)
         await conn.execute(idempotency.COMPLETE, (error.status, body, None, tenant.id, key))
         return Outcome(error.status, body)
-
