@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-from psycopg_pool import AsyncConnectionPool
-
 from conftest import Api, RunningServer, db_rows
 from paysvc import admin, ids
 from paysvc.db.pool import make_pool
@@ -57,7 +55,7 @@ async def test_a_cancelled_request_does_not_cancel_the_others(api: Api, app_serv
 
 
 async def test_a_database_error_reaches_every_waiter(api: Api, app_server: RunningServer) -> None:
-    pool: AsyncConnectionPool = make_pool(app_server.settings, app_server.database_url)  # type: ignore[type-arg]
+    pool = make_pool(app_server.settings, app_server.database_url)
     lookups = admin.KeyLookups(pool)  # never opened: every query fails
     results = await asyncio.gather(*(lookups.authenticate(api.key) for _ in range(3)), return_exceptions=True)
     assert all(isinstance(r, Exception) for r in results), results

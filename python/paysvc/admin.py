@@ -18,6 +18,8 @@ import psycopg
 
 from paysvc import ids
 from paysvc.db import arrays
+from paysvc.db.pool import Pool
+from paysvc.db.retry import read_all
 from paysvc.errors import ApiError
 from paysvc.resources import TenantCreated
 from paysvc.tenants import Tenant
@@ -113,8 +115,8 @@ class KeyLookups:
 
     MAX_KEYS_PER_QUERY = 500
 
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool  # db.pool.Pool (Any here: admin is imported by the pool's own users)
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
         self._waiting: dict[bytes, asyncio.Future[Tenant | None]] = {}
         self._running = False
         self._task: asyncio.Task[None] | None = None
@@ -156,8 +158,7 @@ class KeyLookups:
 
     async def _query(self, hashes: list[bytes]) -> dict[bytes, Tenant]:
         self.queries += 1
-        async with self.pool.connection() as conn:
-            rows = await (await conn.execute(AUTHENTICATE, (arrays.byteas(hashes),))).fetchall()
+        rows = await read_all(self.pool, AUTHENTICATE, (arrays.byteas(hashes),))
         found: dict[bytes, Tenant] = {}
         for row in rows:
             key_hash = bytes(row[0])
