@@ -21,7 +21,7 @@ def test_bench_reports_throughput_latency_ceiling_and_plots(tmp_path: Path) -> N
         pytest.skip("wrk is not on PATH")
     out = tmp_path / "results"
     done = subprocess.run(
-        [sys.executable, "-m", "paysvc.cli", "bench", "--duration", "3", "--scenarios", "spread", "--json",
+        [sys.executable, "-m", "paysvc.cli", "bench", "--duration", "3", "--scenarios", "spread,committer", "--json",
          "--out", str(out)],
         capture_output=True, text=True, timeout=280, check=False,
     )
@@ -41,6 +41,17 @@ def test_bench_reports_throughput_latency_ceiling_and_plots(tmp_path: Path) -> N
     assert spread["ratio_to_ceiling"] == pytest.approx(spread["payments_per_s"] / spread["pgbench_ceiling_tps"],
                                                        rel=0.01)
 
+    # The committer alone, at batch sizes 1, 16 (the connections) and 64: every payment succeeded, and a
+    # bigger batch carries more payments per second than a batch of one.
+    by_size = report["scenarios"]["committer"]["by_batch_size"]
+    assert sorted(by_size, key=int) == ["1", "16", "64"]
+    for size, stats in by_size.items():
+        assert stats["batch_size"] == int(size) and stats["batches"] > 0 and stats["errors"] == 0, stats
+        assert stats["ratio_to_ceiling"] == pytest.approx(
+            stats["payments_per_s"] / report["pgbench"]["separate_statements"]["tps"], rel=0.01)
+    assert by_size["64"]["payments_per_s"] > by_size["1"]["payments_per_s"]
+    assert "committer alone: batches of 64" in done.stderr
+
     for variant in ("separate_statements", "one_statement"):
         outcome = report["pgbench"][variant]
         assert "error" not in outcome, outcome
@@ -54,6 +65,7 @@ def test_bench_reports_throughput_latency_ceiling_and_plots(tmp_path: Path) -> N
     targets = report["targets"]
     assert targets["spread_payments_per_s"] == spread["payments_per_s"]
     assert targets["api_rss_mb_max_under_load"] is not None
+    assert targets["committer_alone_ratio_to_ceiling"] == by_size["16"]["ratio_to_ceiling"]
 
     for name in ("throughput.png", "latency.png", "latency_histogram.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC, name

@@ -219,8 +219,9 @@ def parser() -> argparse.ArgumentParser:
                        help="HTTP connections, and pgbench clients (default 16)")
     bench.add_argument("--out", default="bench-results",
                        help="directory for bench.json and the PNG plots (default ./bench-results)")
-    bench.add_argument("--scenarios", default="spread,hot_merchant,read_heavy,open_loop",
-                       help="comma-separated subset of spread,hot_merchant,read_heavy,open_loop (default all)")
+    bench.add_argument("--scenarios", default="spread,hot_merchant,read_heavy,open_loop,committer",
+                       help="comma-separated subset of spread,hot_merchant,read_heavy,open_loop,committer "
+                            "(default all)")
     bench.add_argument("--json", action="store_true", help="print the JSON report instead of a table")
     bench.set_defaults(func=cmd_bench)
 

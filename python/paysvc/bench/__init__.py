@@ -9,6 +9,9 @@ with funded accounts, then drives each scenario with wrk (a native load generato
   read_heavy    closed loop: 40% balance reads, 20% entry listings, 20% payment listings, 20% payments
   open_loop     fixed rates, paced per connection in the Lua script, latency without coordinated
                 omission: 100 payments/s, then half the spread scenario's rate
+  committer     no HTTP: the group committer alone, in this process, at fixed batch sizes
+                (``committer.py``): the most one process's committer does at the batch sizes the
+                HTTP scenarios' connections allow
 
 Then pgbench runs the engine's own single-payment SQL on the same database (``pgbench.py``) for the
 ceiling, and the Rust core is timed against its plain-Python reference (``core.py``). One JSON
@@ -36,13 +39,13 @@ from typing import Any
 import httpx
 import psycopg
 
-from paysvc.bench import core, pgbench, plots
+from paysvc.bench import committer, core, pgbench, plots
 from paysvc.bench.monitor import Sampler
 from paysvc.bench.scenarios import Run, RunResult, Target, run_wrk, wrk_path
 from paysvc.config import Settings
 from paysvc.torture.cluster import ApiProcess, ScratchDatabase, TenantSession
 
-SCENARIOS = ("spread", "hot_merchant", "read_heavy", "open_loop")
+SCENARIOS = ("spread", "hot_merchant", "read_heavy", "open_loop", "committer")
 ACCOUNTS = 1000
 DEPOSIT_MINOR = 10**9  # per account: a run never runs out (payments are of 1 minor unit)
 OPEN_LOOP_LOW_RATE = 100.0
@@ -196,6 +199,12 @@ async def bench(settings: Settings, options: Options) -> dict[str, Any]:
             api.stop()
         apis = []
 
+        if "committer" in options.scenarios:
+            sizes = sorted({1, options.connections, min(committer.MAX_BATCH_SIZE, 4 * options.connections)})
+            scenario_reports["committer"] = await committer.run(
+                settings, url, target.api_key, target.accounts, sizes, min(5.0, options.duration_s), _progress,
+            )
+
         report["pgbench"] = {}
         variants = ["separate_statements", "one_statement"]
         if "hot_merchant" in options.scenarios:
@@ -289,6 +298,8 @@ def attach_ceilings(report: dict[str, Any]) -> None:
     """Each payment scenario next to the pgbench ceiling of the same transaction shape."""
     ceilings = {name: r.get("tps") for name, r in report.get("pgbench", {}).items()}
     scenarios = report.get("scenarios", {})
+    for stats in scenarios.get("committer", {}).get("by_batch_size", {}).values():
+        stats["ratio_to_ceiling"] = _ratio(stats.get("payments_per_s"), ceilings.get("separate_statements"))
     pairs = {"spread": "separate_statements", "hot_merchant": "hot_separate_statements"}
     for scenario, variant in pairs.items():
         stats = scenarios.get(scenario)
@@ -336,6 +347,9 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
         "core_speedup_geomean": core_report.get("geomean_ratio"),
         "core_speedup_at_least_10x": (core_report.get("headline_ratio") or 0) >= 10,
         "api_rss_mb_max_under_load": max((v for v in rss if v is not None), default=None),
+        # The same batch size as the HTTP connections allow, without HTTP (what bounds `spread`).
+        "committer_alone_ratio_to_ceiling": scenarios.get("committer", {}).get("by_batch_size", {}).get(
+            str(report.get("config", {}).get("connections")), {}).get("ratio_to_ceiling"),
     }
 
 
@@ -344,6 +358,8 @@ def _flat_runs(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
     for name, stats in scenarios.items():
         if name == "open_loop":
             runs += [v for k, v in stats.items() if isinstance(v, dict)]
+        elif name == "committer":
+            continue  # no API process in it
         else:
             runs.append(stats)
     return runs
@@ -403,6 +419,14 @@ def summary_text(report: dict[str, Any]) -> str:
             for label in ("at_100_per_s", "at_half_max"):
                 if label in stats:
                     row(f"open_loop {label}", stats[label])
+        elif name == "committer":
+            for size, s in stats.get("by_batch_size", {}).items():
+                lines.append(
+                    f"committer alone (no HTTP), {size} per batch: {_fmt(s.get('payments_per_s'))} payments/s, "
+                    f"{_fmt(s.get('ms_per_batch'))} ms per batch, "
+                    f"{_fmt(s.get('process_cpu_ms_per_payment'))} ms CPU per payment, errors {_fmt(s.get('errors'))}, "
+                    f"ratio to the ceiling {_fmt(s.get('ratio_to_ceiling'))}"
+                )
         else:
             row(name, stats)
     for name, outcome in report.get("pgbench", {}).items():
