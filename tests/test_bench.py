@@ -51,6 +51,7 @@ def test_bench_reports_throughput_latency_ceiling_and_plots(tmp_path: Path) -> N
             stats["payments_per_s"] / report["pgbench"]["separate_statements"]["tps"], rel=0.01)
     assert by_size["64"]["payments_per_s"] > by_size["1"]["payments_per_s"]
     assert "committer alone: batches of 64" in done.stderr
+    assert "committer: 16 connections" not in done.stderr  # no HTTP load run for it
 
     for variant in ("separate_statements", "one_statement"):
         outcome = report["pgbench"][variant]

@@ -163,7 +163,7 @@ async def bench(settings: Settings, options: Options) -> dict[str, Any]:
         scenario_reports: dict[str, Any] = {}
         spread_rate: float | None = None
         for name in options.scenarios:
-            if name == "open_loop":
+            if name in ("open_loop", "committer"):  # below: open_loop after spread, committer without the API
                 continue
             result = await _load(url, Run(name, name, options.duration_s), target, root, sampler)
             results.append(result)
