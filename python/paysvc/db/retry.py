@@ -8,11 +8,15 @@ An ambiguous commit (40003, or the connection lost while COMMIT was in flight) i
 idempotent work: such work starts by claiming its idempotency record, so the re-run either finds
 the record the first attempt committed (and replays it) or does the work exactly once. Other work
 answers 503, so the client decides.
+
+``run_together`` is the same helper for a transaction sent in as few round trips as it has steps
+(``Together``: BEGIN with the first statements, COMMIT with the last); the group committer uses it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections import Counter
@@ -99,7 +103,8 @@ async def run_together(
 ) -> T:
     """Like :func:`run_transaction`, for a transaction whose statements travel together (see
     :class:`Together`): ``fn`` sends them, the last round trip with ``commit=True``. Only idempotent
-    work may use it (a connection lost in any round trip is treated as an ambiguous commit)."""
+    work may use it: its last round trip carries COMMIT together with writes, so a connection lost
+    there is an ambiguous commit, and only idempotent work may be re-run after one."""
     async def attempt(conn: Conn, progress: _Progress) -> T:
         txn = Together(conn, isolation, progress)
         try:
@@ -108,7 +113,8 @@ async def run_together(
         except Exception:
             # The pool would roll back too, with a warning; a broken connection it simply drops.
             if not conn.broken and conn.info.transaction_status != TransactionStatus.IDLE:
-                await conn.execute("ROLLBACK")
+                with contextlib.suppress(psycopg.Error):  # the first error is the one that matters
+                    await conn.execute("ROLLBACK")
             raise
         return result
 
