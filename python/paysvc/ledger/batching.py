@@ -387,9 +387,7 @@ async def _batch_tx(batch: list[Request], retention: timedelta, txn: Together) -
             break
         expired = [batch[i] for i in again]
         _, claim_rows = await txn.send(
-            (FORGET_EXPIRED, (retention, arrays.uuids([r.tenant.id for r in expired]),
-                              arrays.texts([r.key for r in expired]))),
-            (CLAIM_MANY, _claim_params(expired)),
+            (FORGET_EXPIRED, (retention, *_key_params(expired))), (CLAIM_MANY, _claim_params(expired)),
         )
         claimed.update(_claimed(claim_rows))
         unclaimed = [i for i in again if tokens[i] not in claimed]
@@ -417,8 +415,7 @@ async def _batch_tx(batch: list[Request], retention: timedelta, txn: Together) -
     # Round trip 2: the writes, then COMMIT.
     statements: list[Statement] = [(WRITE_BATCH, params)]
     if forget:
-        statements.append((FORGET_MANY, (arrays.uuids([batch[i].tenant.id for i in forget]),
-                                         arrays.texts([batch[i].key for i in forget]))))
+        statements.append((FORGET_MANY, _key_params([batch[i] for i in forget])))
     await txn.send(*statements, commit=True)
     return _done(answers)
 
@@ -428,9 +425,13 @@ def _done(answers: list[Answer | None]) -> list[Answer]:
     return [a for a in answers if a is not None]
 
 
+def _key_params(requests: list[Request]) -> tuple[str, str]:
+    """The (tenant, key) pairs of ``requests``, as the two array literals the statements unnest."""
+    return arrays.uuids([r.tenant.id for r in requests]), arrays.texts([r.key for r in requests])
+
+
 def _claim_params(requests: list[Request]) -> tuple[str, str, str]:
-    return (arrays.uuids([r.tenant.id for r in requests]), arrays.texts([r.key for r in requests]),
-            arrays.texts([r.plan.fingerprint for r in requests]))
+    return (*_key_params(requests), arrays.texts([r.plan.fingerprint for r in requests]))
 
 
 def _claimed(rows: list[tuple[Any, ...]]) -> dict[tuple[uuid.UUID, str], datetime]:
@@ -443,8 +444,7 @@ async def _replays(
 ) -> list[int]:
     """Answer the requests whose key was taken (replay, 422, 409); return those to claim again: their
     record expired, or is gone (purged, or forgotten by another process since our claim failed)."""
-    tenants = arrays.uuids([batch[i].tenant.id for i in unclaimed])
-    (rows,) = await txn.send((LOOKUP_MANY, (retention, tenants, arrays.texts([batch[i].key for i in unclaimed]))))
+    (rows,) = await txn.send((LOOKUP_MANY, (retention, *_key_params([batch[i] for i in unclaimed]))))
     records: dict[tuple[Any, Any], tuple[Any, ...]] = {(row[0], row[1]): row[2:] for row in rows}
     expired: list[int] = []
     for i in unclaimed:
