@@ -29,6 +29,7 @@ from paysvc.api.app import create_app
 from paysvc.config import Settings
 from paysvc.db.embedded import EmbeddedPostgres
 from paysvc.db.migrate import migrate
+from paysvc.db.pool import Pool, make_pool
 
 ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
 
@@ -129,6 +130,15 @@ def app_server(database_url: str) -> Iterator[RunningServer]:
     yield RunningServer(base_url, settings, database_url)
     server.should_exit = True
     thread.join(timeout=15)
+
+
+@pytest.fixture
+async def pool(app_server: RunningServer) -> AsyncIterator[Pool]:
+    """A pool of the app server's settings on its database, for tests that run SQL through paysvc's helpers."""
+    p = make_pool(app_server.settings, app_server.database_url)
+    await p.open(wait=True)
+    yield p
+    await p.close()
 
 
 @pytest.fixture

@@ -3,25 +3,15 @@ server here) is re-run; other errors, and the last failure, propagate unchanged.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
 import pytest
 
-from conftest import RunningServer
 from paysvc.db import retry
-from paysvc.db.pool import Pool, make_pool
+from paysvc.db.pool import Pool
 
 RAISE = "DO $$ BEGIN RAISE EXCEPTION 'test: cancelled read' USING ERRCODE = '{}'; END $$"
-
-
-@pytest.fixture
-async def pool(app_server: RunningServer) -> AsyncIterator[Pool]:
-    p = make_pool(app_server.settings, app_server.database_url)
-    await p.open(wait=True)
-    yield p
-    await p.close()
 
 
 def failing_read(failures: int, sqlstate: str) -> tuple[Any, list[int]]:

@@ -6,7 +6,6 @@ round trip leaves nothing behind and the connection clean, and 40001 re-runs the
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -14,18 +13,10 @@ from psycopg import IsolationLevel
 
 from conftest import RunningServer, db_rows
 from paysvc.db import arrays, retry
-from paysvc.db.pool import Pool, make_pool
+from paysvc.db.pool import Pool
 
 RAISE = "DO $$ BEGIN RAISE EXCEPTION 'test: failed step' USING ERRCODE = '40001'; END $$"
 POLICY = retry.RetryPolicy(max_attempts=3, backoff_base_ms=1, backoff_cap_ms=2)
-
-
-@pytest.fixture
-async def pool(app_server: RunningServer) -> AsyncIterator[Pool]:
-    p = make_pool(app_server.settings, app_server.database_url)
-    await p.open(wait=True)
-    yield p
-    await p.close()
 
 
 TABLE = "CREATE TABLE IF NOT EXISTS together_test (id UUID PRIMARY KEY, run UUID NOT NULL, note TEXT NOT NULL)"
