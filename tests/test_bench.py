@@ -52,6 +52,8 @@ def test_bench_reports_throughput_latency_ceiling_and_plots(tmp_path: Path) -> N
     assert by_size["64"]["payments_per_s"] > by_size["1"]["payments_per_s"]
     assert "committer alone: batches of 64" in done.stderr
     assert "committer: 16 connections" not in done.stderr  # no HTTP load run for it
+    # On the event loop the API runs on (uvicorn picks uvloop, which uvicorn[standard] installs).
+    assert report["scenarios"]["committer"]["event_loop"] == "uvloop"
 
     for variant in ("separate_statements", "one_statement"):
         outcome = report["pgbench"][variant]

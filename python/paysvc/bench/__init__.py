@@ -201,7 +201,8 @@ async def bench(settings: Settings, options: Options) -> dict[str, Any]:
 
         if "committer" in options.scenarios:
             sizes = sorted({1, options.connections, min(committer.MAX_BATCH_SIZE, 4 * options.connections)})
-            scenario_reports["committer"] = await committer.run(
+            scenario_reports["committer"] = await asyncio.to_thread(
+                committer.run_on_api_loop,
                 settings, url, target.api_key, target.accounts, sizes, min(5.0, options.duration_s), _progress,
             )
 

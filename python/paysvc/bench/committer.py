@@ -29,6 +29,30 @@ from paysvc.ledger.engine import EngineConfig
 MAX_BATCH_SIZE = 1_000
 
 
+def api_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop an API process runs on: uvicorn's ``loop="auto"`` picks uvloop when it is
+    installed (``uvicorn[standard]`` installs it on Linux), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run_on_api_loop(
+    settings: Settings, url: str, api_key: str, accounts: list[str], batch_sizes: list[int], duration_s: float,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """:func:`run` on a fresh event loop of the kind the API uses (call it from a worker thread). The
+    bench's own loop is asyncio's; on it the committer measured 10-30% slower per batch than on
+    uvloop, which would understate what an API process's committer does."""
+    factory = api_loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        report = runner.run(run(settings, url, api_key, accounts, batch_sizes, duration_s, progress))
+    report["event_loop"] = "asyncio" if factory is None else "uvloop"
+    return report
+
+
 async def run(
     settings: Settings, url: str, api_key: str, accounts: list[str], batch_sizes: list[int], duration_s: float,
     progress: Callable[[str], None],
