@@ -20,8 +20,7 @@ import contextlib
 import logging
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -82,11 +81,9 @@ async def run_transaction(
     *,
     policy: RetryPolicy,
     idempotent: bool,
-    isolation: IsolationLevel | None = None,
 ) -> T:
-    """``isolation``: this transaction's level when it is not the connection's SERIALIZABLE."""
     async def attempt(conn: Conn, progress: _Progress) -> T:
-        async with _isolated(conn, isolation), conn.transaction():
+        async with conn.transaction():
             result = await fn(conn)
             progress.committing = True
         return result
@@ -250,21 +247,6 @@ def _count_retry(reason: str) -> None:
     holder = request_retries.get()
     if holder is not None:
         holder.count += 1
-
-
-@asynccontextmanager
-async def _isolated(conn: Conn, level: IsolationLevel | None) -> AsyncIterator[None]:
-    """Open the next transaction at ``level`` (``BEGIN ISOLATION LEVEL …``, no extra round trip),
-    then give the pooled connection back its default."""
-    if level is None:
-        yield
-        return
-    await conn.set_isolation_level(level)
-    try:
-        yield
-    finally:
-        if not conn.broken:
-            await conn.set_isolation_level(None)
 
 
 def _classify(exc: psycopg.Error, committing: bool) -> str | None:
