@@ -167,13 +167,19 @@ class Request:
     key: str
     request_id: str
     future: asyncio.Future[Outcome]
+    source: uuid.UUID | None  # plan.source and plan.destination decoded (None: not an account id)
+    destination: uuid.UUID | None
     accounts: tuple[uuid.UUID, ...]  # the accounts it may change: source, destination, fee account
 
-
-def accounts_of(tenant: Tenant, plan: PaymentPlan) -> tuple[uuid.UUID, ...]:
-    named = (ids.decode(ids.ACCOUNT, plan.source), ids.decode(ids.ACCOUNT, plan.destination),
-             tenant.fee_accounts.get(plan.currency) if plan.fee else None)
-    return tuple(a for a in named if a is not None)
+    @classmethod
+    def new(
+        cls, tenant: Tenant, plan: PaymentPlan, key: str, request_id: str, future: asyncio.Future[Outcome]
+    ) -> Request:
+        source = ids.decode(ids.ACCOUNT, plan.source)
+        destination = ids.decode(ids.ACCOUNT, plan.destination)
+        fee_account = tenant.fee_accounts.get(plan.currency) if plan.fee else None
+        accounts = tuple(a for a in (source, destination, fee_account) if a is not None)
+        return cls(tenant, plan, key, request_id, future, source, destination, accounts)
 
 
 Answer = Outcome | ApiError
@@ -239,7 +245,7 @@ class GroupCommitter:
             raise service_unavailable("Too many payments are waiting to be applied; retry shortly.")
         self.start()
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._queue.append(Request(tenant, plan, key, request_id, future, accounts_of(tenant, plan)))
+        self._queue.append(Request.new(tenant, plan, key, request_id, future))
         self._wakeup.set()
         return await future
 
@@ -472,8 +478,7 @@ async def _replays(
 def _apply_one(request: Request, accounts: dict[uuid.UUID, LockedAccount], now: datetime, out: _Rows) -> Answer:
     """One payment against the locked rows (which it updates for the payments after it)."""
     tenant, plan = request.tenant, request.plan
-    source = ids.decode(ids.ACCOUNT, plan.source)
-    destination = ids.decode(ids.ACCOUNT, plan.destination)
+    source, destination = request.source, request.destination
     for param, account_id, text in (("source", source, plan.source), ("destination", destination, plan.destination)):
         row = None if account_id is None else accounts.get(account_id)
         if row is None or row.tenant_id != tenant.id:  # another tenant's account is a missing one
