@@ -490,6 +490,36 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn thresholds_parse_exactly() {
+        // A row equal to a threshold must go left, so thresholds are read correctly rounded
+        // (serde_json's `float_roundtrip`), as Python writes them.
+        for t in [
+            "0.1",
+            "8.517193191416238",
+            "2.2250738585072011e-308",
+            "9007199254740993",
+            "1e23",
+        ] {
+            let v: f64 = t.parse().unwrap();
+            let m = Model::load(
+                stump("t", 0, 0.0, -1.0, 1.0)
+                    .replace(
+                        r#""threshold":[0,0,0]"#,
+                        &format!(r#""threshold":[{t},0,0]"#),
+                    )
+                    .as_bytes(),
+            )
+            .unwrap();
+            assert_eq!(m.margin(&x(&[(0, v)])), -1.0, "{t}");
+            assert_eq!(
+                m.margin(&x(&[(0, f64::from_bits(v.to_bits() + 1))])),
+                1.0,
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
     fn logreg() {
         let zeros = vec![0.0; N_FEATURES];
         let mut coef = zeros.clone();
