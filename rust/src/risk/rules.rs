@@ -907,7 +907,7 @@ mod tests {
         }
         assert!(ok > 20, "{ok}");
         // Long flat chains are fine (the depth limit is for nesting).
-        let chain = vec![":amount: > 1"; 150].join(" and ");
+        let chain = vec![":amount: > 1"; 110].join(" and ");
         assert!(parse(&chain).unwrap().eval(&attrs()));
     }
 
