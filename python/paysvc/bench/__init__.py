@@ -135,6 +135,10 @@ async def bench(settings: Settings, options: Options) -> dict[str, Any]:
     report["core"] = await asyncio.to_thread(core.run)
     _progress("timing the risk step (model evaluation, features + model + rules + decision)")
     report["risk"] = await asyncio.to_thread(core.run_risk)
+    risk_figures = risk_targets(report["risk"])
+    _progress(f"risk: model evaluation p50 {risk_figures['risk_model_eval_p50_us']} us, whole step p50 "
+              f"{risk_figures['risk_step_p50_us']} us (native), {risk_figures['risk_step_python_call_p50_us']} us "
+              "per Python call")
 
     root = Path(tempfile.mkdtemp(prefix="paysvc-bench-"))
     db = ScratchDatabase(root)
