@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import math
 import random
+import subprocess
+import sys
 import uuid
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -342,3 +345,15 @@ def test_bench_reports_risk_figures() -> None:
     targets = risk_targets(report)
     assert targets["risk_step_p50_us"] == report["native"]["step"]["p50_us"]
     assert isinstance(targets["risk_model_eval_p50_at_most_2us"], bool)
+
+
+def test_arm_is_the_same_in_another_process() -> None:
+    """No per-process seed: a fresh interpreter (another API process, or after a restart) puts every
+    source in the same arm."""
+    script = (
+        "import sys, uuid; sys.path.insert(0, sys.argv[1]); import test_risk_native as t; "
+        "print(''.join('1' if a else '0' for a in t.arms(50)))"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], capture_output=True,
+                          text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "".join("1" if a else "0" for a in arms(50))
