@@ -35,7 +35,10 @@ class Progress:
             self._stream.flush()
 
     def update(self, count: int = 1) -> None:
-        self.done += count
+        self.set(self.done + count)
+
+    def set(self, done: int) -> None:
+        self.done = done
         self._draw(force=False)
 
     def _draw(self, *, force: bool) -> None:
