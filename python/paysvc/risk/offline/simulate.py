@@ -5,7 +5,10 @@ Card Fraud Detection" (customers with spending profiles, terminals, a daily rhyt
 injected with their labels) and of PaySim (account-to-account transfers, account takeover and mule
 accounts). Legitimate customers pay a few favourite merchants, mostly during their waking hours; some
 customers are dormant; some accounts are created during the simulated period (so "new" is not fraud by
-itself) and a few legitimate payments are large for their payer. Four fraud scenarios are injected:
+itself). Legitimate look-alikes of each fraud pattern keep the problem honest: a few customers pay in quick
+bursts of small amounts (top-ups), some payments are large for their payer, some of those go to a payee
+never paid before (a new landlord), and new merchants launch with a rush of distinct payers. Four fraud
+scenarios are injected:
 
 - ``card_testing``: a burst of many small payments, seconds apart, from one source (a fresh account or a
   compromised one) to one or two merchants; many are declined.
@@ -51,6 +54,8 @@ class Options:
     account_takeover_rate: float = 1.0
     compromised_destination_rate: float = 0.2
     amount_outlier_rate: float = 1.5
+    # legitimate look-alikes: merchant launches per day per 1,000 customers
+    merchant_launch_rate: float = 0.3
 
 
 @dataclass
@@ -66,6 +71,7 @@ class Customer(Account):
     payments_per_day: float = 2.0
     peak_hour: float = 14.0
     dormant: bool = False
+    bursty: bool = False  # sometimes tops up in quick bursts of small payments
     favourites: list[Account] = field(default_factory=list)
 
 
@@ -151,7 +157,7 @@ class Simulator:
                 self.new_id(), created_s, currency,
                 mean_amount_minor=math.exp(rng.gauss(math.log(4_000), 0.8)),
                 payments_per_day=rng.uniform(0.02, 0.1) if dormant else math.exp(rng.gauss(math.log(2.0), 0.6)),
-                peak_hour=rng.gauss(14.0, 2.5), dormant=dormant,
+                peak_hour=rng.gauss(14.0, 2.5), dormant=dormant, bursty=not dormant and rng.random() < 0.03,
             )
             for _ in range(rng.randint(3, 12)):
                 favourite = self.merchant(currency)
@@ -168,10 +174,20 @@ class Simulator:
                 destination = (rng.choice(customer.favourites) if rng.random() < 0.85
                                else self.merchant(customer.currency))
                 amount = rng.lognormvariate(math.log(customer.mean_amount_minor), 0.5)
-                if rng.random() < 0.003:  # a legitimate big purchase: rare, but it exists
-                    amount *= rng.uniform(3, 15)
+                if rng.random() < 0.004:  # a legitimate big payment: rare, but it exists
+                    amount *= rng.uniform(3, 20)
+                    if rng.random() < 0.4:  # ... to a payee never paid before (a new landlord, a contractor)
+                        destination = Account(self.new_id(), time_s - rng.randrange(HOUR_S, 30 * DAY_S),
+                                              customer.currency)
                 self.emit(time_s, customer, destination, round(amount), scenario=LEGIT,
                           declined_probability=0.01, channel=rng.choice(CHANNELS))
+            if customer.bursty and rng.random() < 0.15:  # a burst of small top-ups to one merchant
+                time_s = day_s + self.time_of_day_s(customer.peak_hour)
+                destination = rng.choice(customer.favourites)
+                for _ in range(rng.randint(4, 14)):
+                    time_s += rng.randint(10, 240)
+                    self.emit(time_s, customer, destination, rng.choice((100, 200, 500, 1000)), scenario=LEGIT,
+                              declined_probability=0.05, channel="app")
 
     def active_customer(self, currency: str | None = None) -> Customer:
         while True:
@@ -204,7 +220,10 @@ class Simulator:
             source = self.active_customer()
         else:  # a new account, opened with stolen credentials and funded
             source = Customer(self.new_id(), start_s - rng.randrange(HOUR_S, 3 * DAY_S), self.currency())
-        mule = Account(self.new_id(), start_s - rng.randrange(HOUR_S // 2, 3 * DAY_S), source.currency)
+        if rng.random() < 0.7:  # a mule account opened for the drain
+            mule = Account(self.new_id(), start_s - rng.randrange(HOUR_S // 2, 3 * DAY_S), source.currency)
+        else:  # an established account used as a mule
+            mule = self.merchant(source.currency)
         time_s = start_s
         for drain in range(rng.randint(1, 4)):
             time_s += rng.randint(60, 20 * 60)
@@ -232,6 +251,19 @@ class Simulator:
             self.emit(start_s + rng.randrange(window_s), payer, destination, round(amount),
                       scenario="compromised_destination", declined_probability=0.02, channel=rng.choice(CHANNELS))
 
+    def merchant_launch(self, day_s: int) -> None:
+        """Legitimate: a new merchant's opening sale, many distinct payers within hours."""
+        rng = self.rng
+        start_s = day_s + rng.randrange(DAY_S)
+        currency = self.currency()
+        destination = Account(self.new_id(), start_s - rng.randrange(HOUR_S, 10 * DAY_S), currency)
+        window_s = rng.randint(2, 8) * HOUR_S
+        for _ in range(rng.randint(15, 60)):
+            payer = self.active_customer(currency)
+            amount = payer.mean_amount_minor * rng.uniform(0.5, 2.0)
+            self.emit(start_s + rng.randrange(window_s), payer, destination, round(amount), scenario=LEGIT,
+                      declined_probability=0.01, channel=rng.choice(CHANNELS))
+
     def amount_outlier(self, day_s: int) -> None:
         rng = self.rng
         customer = self.active_customer()
@@ -247,6 +279,7 @@ class Simulator:
             (self.o.account_takeover_rate, self.account_takeover),
             (self.o.compromised_destination_rate, self.compromised_destination),
             (self.o.amount_outlier_rate, self.amount_outlier),
+            (self.o.merchant_launch_rate, self.merchant_launch),
         ]
         for day in range(self.o.days):
             self.legit(day)
