@@ -1,4 +1,5 @@
-"""The ``paysvc`` command: serve, migrate, expire, audit, torture, tenant create, key create/list/revoke."""
+"""The ``paysvc`` command: serve, migrate, expire, audit, torture, tenant create, key create/list/revoke,
+bench, risk simulate/train/report."""
 
 from __future__ import annotations
 
@@ -168,6 +169,60 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return bench.main(settings, options)
 
 
+def _risk_extra_missing(exc: ImportError) -> int:
+    print(f"paysvc: the offline risk commands need the risk extra (pip install 'paysvc[risk]'): {exc}",
+          file=sys.stderr)
+    return 2
+
+
+def cmd_risk_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from paysvc.risk.offline import simulate
+
+    options = simulate.Options(seed=args.seed, days=args.days, customers=args.customers,
+                               merchants=args.merchants if args.merchants else max(args.customers // 5, 1))
+    counts = simulate.main(options, Path(args.out))
+    print(json.dumps(counts | {"out": args.out}))
+    return 0
+
+
+def cmd_risk_train(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    try:
+        from paysvc.risk.offline import export, train
+    except ImportError as exc:
+        return _risk_extra_missing(exc)
+    options = train.Options(data=Path(args.data), out=Path(args.out), test_days=args.test_days, trees=args.trees,
+                            depth=args.depth, learning_rate=args.learning_rate, seed=args.seed,
+                            version=args.version)
+    try:
+        trained = train.run(options)
+    except (ValueError, export.ExportRefused) as exc:
+        print(f"paysvc: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"models": {k: str(v) for k, v in trained.paths.items()}, "metrics": trained.metrics,
+                      "goals": train.goals(trained.metrics)}, indent=2))
+    return 0
+
+
+def cmd_risk_report(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    try:
+        from paysvc.risk.offline import report
+    except ImportError as exc:
+        return _risk_extra_missing(exc)
+    try:
+        written = report.run(Path(args.data), Path(args.models), Path(args.out), seed=args.seed)
+    except ValueError as exc:
+        print(f"paysvc: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"report": str(written.path), "metrics": {s.name: s.metrics for s in written.scored}}, indent=2))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="paysvc", description="paysvc: payments on a double-entry ledger")
     commands = top.add_subparsers(dest="command", required=True)
@@ -224,6 +279,37 @@ def parser() -> argparse.ArgumentParser:
                             "(default all)")
     bench.add_argument("--json", action="store_true", help="print the JSON report instead of a table")
     bench.set_defaults(func=cmd_bench)
+
+    risk = commands.add_parser("risk", help="the offline risk loop: simulate payments, train and report models "
+                               "(needs the risk extra)")
+    risk_commands = risk.add_subparsers(dest="risk_command", required=True)
+    simulate = risk_commands.add_parser(
+        "simulate", help="write a seeded simulated payment stream with labelled fraud scenarios (gzip CSV)")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--days", type=int, default=56, help="simulated days (default 56)")
+    simulate.add_argument("--customers", type=int, default=2_000, help="paying accounts (default 2000)")
+    simulate.add_argument("--merchants", type=int, default=0, help="destinations (default customers / 5)")
+    simulate.add_argument("--out", required=True, help="the file to write, e.g. risk.csv.gz")
+    simulate.set_defaults(func=cmd_risk_simulate)
+    train = risk_commands.add_parser(
+        "train", help="replay a simulated stream through the Rust feature function, train the rules-only "
+        "baseline, logistic regression and GBDT on a time split, and export the two models")
+    train.add_argument("--data", required=True, help="a file written by `paysvc risk simulate`")
+    train.add_argument("--out", required=True, help="directory for <kind>_<version>.json")
+    train.add_argument("--test-days", type=int, default=14, help="the held-out last days (default 14)")
+    train.add_argument("--trees", type=int, default=100, help="GBDT trees (default 100)")
+    train.add_argument("--depth", type=int, default=4, help="GBDT tree depth (default 4)")
+    train.add_argument("--learning-rate", type=float, default=0.1, help="GBDT learning rate (default 0.1)")
+    train.add_argument("--seed", type=int, default=1)
+    train.add_argument("--version", default="v1", help="model ids are <kind>_<version> (default v1)")
+    train.set_defaults(func=cmd_risk_train)
+    report = risk_commands.add_parser(
+        "report", help="evaluate exported models on the held-out period: Markdown report and PNG plots")
+    report.add_argument("--data", required=True, help="the file the models were trained on")
+    report.add_argument("--models", required=True, help="directory of exported models (one per kind)")
+    report.add_argument("--out", required=True, help="directory for report.md and the plots")
+    report.add_argument("--seed", type=int, default=1, help="seed of the permutation importance")
+    report.set_defaults(func=cmd_risk_report)
 
     tenant = commands.add_parser("tenant", help="manage tenants")
     tenant_commands = tenant.add_subparsers(dest="tenant_command", required=True)
