@@ -23,6 +23,9 @@ __all__ = [
     "FeeRule",
     "PaymentPlan",
     "RefundPlan",
+    "RiskAssessment",
+    "RiskModel",
+    "RiskPolicy",
     "check_idempotency_key",
     "compute_fee",
     "currency_exponent",
@@ -34,6 +37,10 @@ __all__ = [
     "prepare_fee_schedule",
     "prepare_payment",
     "prepare_refund",
+    "risk_feature_names",
+    "risk_features",
+    "risk_rules_check",
+    "risk_state_record",
     "settle_fee",
     "validate_metadata",
 ]
@@ -244,6 +251,148 @@ class FeeRule:
 
 def prepare_fee_schedule(rules: list[tuple[str, int, int, int | None, int | None]]) -> list[FeeRule]:
     """At most 200 ``(currency, percent_bps, fixed, min, max)`` rules, one per currency; sorted by currency."""
+
+# ---- Risk (BRIEF §8). These take typed arguments from the service itself (a wrong type is a
+# ``TypeError``); rule and configuration errors are ``CoreError``.
+
+def risk_feature_names() -> list[str]:
+    """The names of the features ``risk_features`` returns, in order (a model's ``features``)."""
+
+def risk_features(
+    amount_minor: int,
+    currency: str,
+    capture: bool,
+    source_id: bytes,
+    destination_id: bytes,
+    source_state: bytes | None,
+    source_created_at_s: int,
+    destination_state: bytes | None,
+    destination_created_at_s: int,
+    now_s: int,
+    metadata: dict[str, str] | None,
+) -> list[float]:
+    """The ONE feature function, used live (inside ``RiskPolicy.assess``) and offline (training
+    rows). ``source_id``/``destination_id`` are the 16-byte account UUIDs; the states are what
+    ``risk_state_record`` returned (``None``: a new account; garbage: treated as empty)."""
+
+def risk_state_record(
+    state: bytes | None,
+    now_s: int,
+    *,
+    as_source: bool,
+    counterparty_id: bytes,
+    amount_minor: int,
+    outcome: str,
+) -> bytes:
+    """The account's risk state after one payment, recorded as its source (``as_source=True``,
+    ``counterparty_id`` = the destination) or its destination. ``outcome`` is ``"authorized"``
+    (money moved or held, manual review included), ``"declined"`` or ``"blocked"``; anything else
+    is ``CoreError("parameter_invalid", "outcome")``. The bytes are opaque and bounded: at most
+    90 minute buckets per direction, 24 recent destinations, 40 recent sources (about 4 KiB at
+    the very most, see ``rust/src/risk/state.rs``)."""
+
+def _risk_state_summary(state: bytes | None, now_s: int) -> dict[str, int | bool]:
+    """What a state holds, windows evaluated at ``now_s``. For tests and debugging."""
+
+@final
+class RiskModel:
+    """A validated risk model (file format ``paysvc-risk-model/1``)."""
+
+    @staticmethod
+    def load(data: bytes) -> RiskModel:
+        """Parses and validates a model file; ``CoreError("model_invalid", None, why)`` if bad."""
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str:
+        """``"gbdt"`` or ``"logreg"``."""
+    @property
+    def features(self) -> list[str]: ...
+    @property
+    def metrics_json(self) -> str:
+        """The file's ``metrics`` object as compact JSON (``"{}"`` when absent)."""
+    @property
+    def created_at(self) -> str:
+        """As written in the file (``""`` when absent)."""
+    def probability(self, features: list[float]) -> float:
+        """``1 / (1 + exp(-margin))``; ``features`` must have ``len(risk_feature_names())`` numbers."""
+    def score(self, features: list[float]) -> int:
+        """``round(100 * probability)``, 0..100."""
+
+def risk_rules_check(predicates: list[str]) -> None:
+    """Raises ``CoreError("parameter_invalid", "rules[i].predicate", ...)`` for the first predicate
+    that does not parse or type-check; the message names what and the column."""
+
+@final
+class RiskAssessment:
+    """What ``RiskPolicy.assess`` decided for one payment."""
+
+    @property
+    def decision(self) -> str:
+        """``"authorize"``, ``"block"`` or ``"review"`` (always ``"authorize"`` unless enforcing)."""
+    @property
+    def risk_score(self) -> int | None: ...
+    @property
+    def risk_level(self) -> str:
+        """``normal``, ``elevated``, ``highest``, ``not_assessed`` (mode off) or ``unknown`` (no model)."""
+    @property
+    def reason(self) -> str | None:
+        """``None``, ``"rule"`` or ``"highest_risk_level"`` (what enforce would decide, in shadow too)."""
+    @property
+    def rule_index(self) -> int | None:
+        """Index into the policy's rules of the deciding rule."""
+    @property
+    def model(self) -> str | None:
+        """Id of the model that scored, ``None`` when not scored."""
+    @property
+    def arm(self) -> str | None:
+        """``"champion"``, ``"challenger"``, or ``None`` (mode off)."""
+    @property
+    def shadow_scores(self) -> list[tuple[str, int]]:
+        """``(model id, score)`` of every shadow model: logged, never acted on."""
+    @property
+    def features(self) -> list[float]:
+        """The feature vector used (empty in mode off)."""
+
+@final
+class RiskPolicy:
+    """One tenant's risk configuration, compiled once; ``assess`` is the per-payment step."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: bytes,
+        mode: str,
+        elevated: int,
+        highest: int,
+        rules: list[tuple[str, str, str]],
+        champion: RiskModel | None,
+        challenger: RiskModel | None,
+        challenger_percent: int,
+        challenger_id: str | None,
+        shadows: list[RiskModel],
+    ) -> None:
+        """``rules`` are ``(id, action, predicate)``; a bad one is ``CoreError("parameter_invalid",
+        "rules[i].predicate" or "rules[i].action")``; a bad mode, thresholds or percent too."""
+    def assess(
+        self,
+        *,
+        amount_minor: int,
+        currency: str,
+        capture: bool,
+        source: str,
+        destination: str,
+        source_id: bytes,
+        destination_id: bytes,
+        metadata: dict[str, str] | None,
+        source_state: bytes | None,
+        source_created_at_s: int,
+        destination_state: bytes | None,
+        destination_created_at_s: int,
+        now_s: int,
+    ) -> RiskAssessment:
+        """BRIEF §8: scores with the source's arm model, runs the rules, decides (see
+        ``rust/src/risk/decide.rs``). Never raises for a valid call."""
 
 def _panic_for_tests() -> None:
     """Panics inside the core; raises ``CoreError("internal_error", None, ...)``. For tests only."""

@@ -12,6 +12,7 @@ pub mod code {
     pub const METADATA_INVALID: &str = "metadata_invalid";
     pub const IDEMPOTENCY_KEY_MISSING: &str = "idempotency_key_missing";
     pub const IDEMPOTENCY_KEY_INVALID: &str = "idempotency_key_invalid";
+    pub const MODEL_INVALID: &str = "model_invalid";
     pub const INTERNAL_ERROR: &str = "internal_error";
 }
 

@@ -11,6 +11,7 @@ pub mod errors;
 pub mod fees;
 pub mod fingerprint;
 pub mod plans;
+pub mod risk;
 pub mod validate;
 pub mod value;
 
@@ -18,7 +19,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 
 use crate::errors::{CoreError, CoreResult, catch_panics, py_repr};
 use crate::value::{MAX_DEPTH, MAX_VALUES, Value};
@@ -653,6 +654,341 @@ fn prepare_fee_schedule(py: Python<'_>, rules: Arg) -> PyResult<Vec<PyFeeRule>> 
         .map(|v| v.into_iter().map(PyFeeRule).collect())
 }
 
+// ---- Risk (BRIEF §8): thin wrappers over `risk::*`. Arguments are typed (these are called by
+// the service itself, never with client JSON); every call runs under `run`, so a panic is a
+// `CoreError("internal_error")`.
+
+fn str_pairs(metadata: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(String, String)>> {
+    let Some(d) = metadata else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(d.len());
+    for (k, v) in d.iter() {
+        out.push((k.extract::<String>()?, v.extract::<String>()?));
+    }
+    Ok(out)
+}
+
+/// The names of the features `risk_features` returns, in order.
+#[pyfunction]
+fn risk_feature_names() -> Vec<&'static str> {
+    risk::features::FEATURE_NAMES.to_vec()
+}
+
+/// The feature vector of one payment (the function training and serving share).
+#[pyfunction]
+#[pyo3(signature = (
+    amount_minor, currency, capture, source_id, destination_id, source_state,
+    source_created_at_s, destination_state, destination_created_at_s, now_s, metadata
+))]
+#[allow(clippy::too_many_arguments)]
+fn risk_features(
+    py: Python<'_>,
+    amount_minor: i64,
+    currency: &str,
+    capture: bool,
+    source_id: &[u8],
+    destination_id: &[u8],
+    source_state: Option<&[u8]>,
+    source_created_at_s: i64,
+    destination_state: Option<&[u8]>,
+    destination_created_at_s: i64,
+    now_s: i64,
+    metadata: Option<Bound<'_, PyDict>>,
+) -> PyResult<Vec<f64>> {
+    // Neither currency nor metadata is a feature today; they are in the signature so that one
+    // can become one without changing every caller.
+    let _ = (currency, metadata);
+    run(py, || {
+        let p = risk::features::Payment {
+            amount_minor,
+            capture,
+            source_id,
+            destination_id,
+            source_created_at_s,
+            destination_created_at_s,
+            now_s,
+        };
+        Ok(risk::features::features_of(&p, source_state, destination_state).to_vec())
+    })
+}
+
+/// The account's risk state after one more payment (as its source or its destination).
+#[pyfunction]
+#[pyo3(signature = (state, now_s, *, as_source, counterparty_id, amount_minor, outcome))]
+fn risk_state_record<'py>(
+    py: Python<'py>,
+    state: Option<&[u8]>,
+    now_s: i64,
+    as_source: bool,
+    counterparty_id: &[u8],
+    amount_minor: i64,
+    outcome: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let encoded = run(py, || {
+        let outcome = risk::state::Outcome::parse(outcome).ok_or_else(|| {
+            CoreError::parameter(
+                Some("outcome"),
+                "outcome must be 'authorized', 'declined' or 'blocked'",
+            )
+        })?;
+        let mut s = risk::state::State::decode(state);
+        s.record(now_s, as_source, counterparty_id, amount_minor, outcome);
+        Ok(s.encode())
+    })?;
+    Ok(PyBytes::new(py, &encoded))
+}
+
+/// Summary of a state, for tests and debugging: `{"corrupt", "out_total", ...}`.
+#[pyfunction]
+fn _risk_state_summary<'py>(
+    py: Python<'py>,
+    state: Option<&[u8]>,
+    now_s: i64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let s = risk::state::State::decode(state);
+    let m = risk::state::minute_of(now_s);
+    let d = PyDict::new(py);
+    let out_h = risk::state::window(&s.out, m, risk::state::MINUTES_PER_HOUR);
+    let out_d = risk::state::window(&s.out, m, risk::state::MINUTES_PER_DAY);
+    let in_h = risk::state::window(&s.inbound, m, risk::state::MINUTES_PER_HOUR);
+    let in_d = risk::state::window(&s.inbound, m, risk::state::MINUTES_PER_DAY);
+    d.set_item("corrupt", s.corrupt)?;
+    d.set_item("out_total", s.out_total)?;
+    d.set_item("in_total", s.in_total)?;
+    d.set_item("out_buckets", s.out.len())?;
+    d.set_item("in_buckets", s.inbound.len())?;
+    d.set_item("payments_hour", out_h.count)?;
+    d.set_item("payments_day", out_d.count)?;
+    d.set_item("amount_day", out_d.amount)?;
+    d.set_item("declines_day", out_d.declines)?;
+    d.set_item("inbound_hour", in_h.count)?;
+    d.set_item("inbound_day", in_d.count)?;
+    d.set_item("destinations", s.destinations.len())?;
+    d.set_item("sources", s.sources.len())?;
+    d.set_item("max_encoded_len", risk::state::MAX_ENCODED_LEN)?;
+    Ok(d)
+}
+
+/// A loaded, validated risk model.
+#[pyclass(frozen, name = "RiskModel", module = "paysvc._native")]
+struct PyRiskModel(std::sync::Arc<risk::model::Model>);
+
+fn feature_array(features: &[f64]) -> CoreResult<[f64; risk::features::N_FEATURES]> {
+    features.try_into().map_err(|_| {
+        CoreError::parameter(
+            Some("features"),
+            format!(
+                "features must hold {} numbers, not {}",
+                risk::features::N_FEATURES,
+                features.len()
+            ),
+        )
+    })
+}
+
+#[pymethods]
+impl PyRiskModel {
+    /// Parses and validates a model file; `CoreError("model_invalid")` says what is wrong.
+    #[staticmethod]
+    fn load(py: Python<'_>, data: &[u8]) -> PyResult<PyRiskModel> {
+        run(py, || {
+            risk::model::Model::load(data)
+                .map(|m| PyRiskModel(std::sync::Arc::new(m)))
+                .map_err(|m| CoreError::new(errors::code::MODEL_INVALID, None, m))
+        })
+    }
+    #[getter]
+    fn id(&self) -> &str {
+        &self.0.id
+    }
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.0.kind_name
+    }
+    #[getter]
+    fn features(&self) -> Vec<&'static str> {
+        risk::features::FEATURE_NAMES.to_vec()
+    }
+    #[getter]
+    fn metrics_json(&self) -> &str {
+        &self.0.metrics_json
+    }
+    #[getter]
+    fn created_at(&self) -> &str {
+        &self.0.created_at
+    }
+    fn probability(&self, py: Python<'_>, features: Vec<f64>) -> PyResult<f64> {
+        run(py, || Ok(self.0.probability(&feature_array(&features)?)))
+    }
+    fn score(&self, py: Python<'_>, features: Vec<f64>) -> PyResult<u8> {
+        run(py, || Ok(self.0.score(&feature_array(&features)?)))
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "RiskModel(id={}, kind='{}')",
+            py_repr(&self.0.id),
+            self.0.kind_name
+        )
+    }
+}
+
+/// Checks rule predicates; the first bad one raises `CoreError("parameter_invalid",
+/// "rules[i].predicate", ...)`.
+#[pyfunction]
+fn risk_rules_check(py: Python<'_>, predicates: Vec<String>) -> PyResult<()> {
+    run(py, || {
+        risk::decide::check_predicates(predicates.iter().map(String::as_str))
+    })
+}
+
+/// One tenant's risk policy, built once per configuration and used for every payment.
+#[pyclass(frozen, name = "RiskPolicy", module = "paysvc._native")]
+struct PyRiskPolicy(risk::decide::Policy);
+
+/// The outcome of assessing one payment.
+#[pyclass(frozen, name = "RiskAssessment", module = "paysvc._native")]
+struct PyRiskAssessment {
+    #[pyo3(get)]
+    decision: &'static str,
+    #[pyo3(get)]
+    risk_score: Option<u8>,
+    #[pyo3(get)]
+    risk_level: &'static str,
+    #[pyo3(get)]
+    reason: Option<&'static str>,
+    #[pyo3(get)]
+    rule_index: Option<usize>,
+    #[pyo3(get)]
+    model: Option<String>,
+    #[pyo3(get)]
+    arm: Option<&'static str>,
+    #[pyo3(get)]
+    shadow_scores: Vec<(String, u8)>,
+    #[pyo3(get)]
+    features: Vec<f64>,
+}
+
+#[pymethods]
+impl PyRiskAssessment {
+    fn __repr__(&self) -> String {
+        format!(
+            "RiskAssessment(decision='{}', risk_score={}, risk_level='{}', reason={}, rule_index={}, \
+             model={}, arm={})",
+            self.decision,
+            self.risk_score.map_or("None".to_owned(), |s| s.to_string()),
+            self.risk_level,
+            self.reason.map_or("None".to_owned(), |r| format!("'{r}'")),
+            self.rule_index.map_or("None".to_owned(), |i| i.to_string()),
+            self.model.as_deref().map_or("None".to_owned(), py_repr),
+            self.arm.map_or("None".to_owned(), |a| format!("'{a}'")),
+        )
+    }
+}
+
+fn model_of(m: Option<Bound<'_, PyRiskModel>>) -> Option<std::sync::Arc<risk::model::Model>> {
+    m.map(|m| std::sync::Arc::clone(&m.get().0))
+}
+
+#[pymethods]
+impl PyRiskPolicy {
+    #[new]
+    #[pyo3(signature = (
+        *, tenant_id, mode, elevated, highest, rules, champion, challenger, challenger_percent,
+        challenger_id, shadows
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        tenant_id: &[u8],
+        mode: &str,
+        elevated: i64,
+        highest: i64,
+        rules: Vec<(String, String, String)>,
+        champion: Option<Bound<'_, PyRiskModel>>,
+        challenger: Option<Bound<'_, PyRiskModel>>,
+        challenger_percent: i64,
+        challenger_id: Option<String>,
+        shadows: Vec<Bound<'_, PyRiskModel>>,
+    ) -> PyResult<Self> {
+        let config = risk::decide::PolicyConfig {
+            tenant_id,
+            mode,
+            elevated,
+            highest,
+            rules: &rules,
+            champion: model_of(champion),
+            challenger: model_of(challenger),
+            challenger_percent,
+            challenger_id,
+            shadows: shadows
+                .into_iter()
+                .filter_map(|m| model_of(Some(m)))
+                .collect(),
+        };
+        run(py, || risk::decide::Policy::new(config)).map(PyRiskPolicy)
+    }
+
+    #[pyo3(signature = (
+        *, amount_minor, currency, capture, source, destination, source_id, destination_id,
+        metadata, source_state, source_created_at_s, destination_state, destination_created_at_s,
+        now_s
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn assess(
+        &self,
+        py: Python<'_>,
+        amount_minor: i64,
+        currency: &str,
+        capture: bool,
+        source: &str,
+        destination: &str,
+        source_id: &[u8],
+        destination_id: &[u8],
+        metadata: Option<Bound<'_, PyDict>>,
+        source_state: Option<&[u8]>,
+        source_created_at_s: i64,
+        destination_state: Option<&[u8]>,
+        destination_created_at_s: i64,
+        now_s: i64,
+    ) -> PyResult<PyRiskAssessment> {
+        let metadata = str_pairs(metadata.as_ref())?;
+        run(py, || {
+            let r = risk::decide::Request {
+                amount_minor,
+                currency,
+                capture,
+                source,
+                destination,
+                source_id,
+                destination_id,
+                metadata: &metadata,
+                source_state,
+                source_created_at_s,
+                destination_state,
+                destination_created_at_s,
+                now_s,
+            };
+            let a = self.0.assess(&r);
+            Ok(PyRiskAssessment {
+                decision: a.decision.as_str(),
+                risk_score: a.risk_score,
+                risk_level: a.risk_level,
+                reason: a.reason,
+                rule_index: a.rule_index,
+                model: a.model.map(|m| m.id.clone()),
+                arm: a.arm,
+                shadow_scores: a
+                    .shadow_scores
+                    .into_iter()
+                    .map(|(m, s)| (m.id.clone(), s))
+                    .collect(),
+                features: a.features.map_or_else(Vec::new, |f| f.to_vec()),
+            })
+        })
+    }
+}
+
 /// Panics inside the core, to show that a panic reaches Python as `CoreError("internal_error")`.
 #[pyfunction]
 fn _panic_for_tests(py: Python<'_>) -> PyResult<()> {
@@ -691,7 +1027,18 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(prepare_refund, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_account, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_fee_schedule, m)?)?;
+    m.add_class::<PyRiskModel>()?;
+    m.add_class::<PyRiskPolicy>()?;
+    m.add_class::<PyRiskAssessment>()?;
+    m.add_function(wrap_pyfunction!(risk_feature_names, m)?)?;
+    m.add_function(wrap_pyfunction!(risk_features, m)?)?;
+    m.add_function(wrap_pyfunction!(risk_state_record, m)?)?;
+    m.add_function(wrap_pyfunction!(risk_rules_check, m)?)?;
     // Private: set as an attribute so that it stays out of `__all__`.
     m.setattr("_panic_for_tests", wrap_pyfunction!(_panic_for_tests, m)?)?;
+    m.setattr(
+        "_risk_state_summary",
+        wrap_pyfunction!(_risk_state_summary, m)?,
+    )?;
     Ok(())
 }

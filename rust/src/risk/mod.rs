@@ -1,0 +1,8 @@
+//! Risk scoring (BRIEF §8): per-account velocity state, the feature function, the model
+//! evaluator, the rules language and the decision. Plain Rust; `lib.rs` wires it to Python.
+
+pub mod decide;
+pub mod features;
+pub mod model;
+pub mod rules;
+pub mod state;
