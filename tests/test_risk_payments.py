@@ -53,9 +53,9 @@ async def test_default_shadow_scores_every_payment_and_shows_it_everywhere(api: 
 
 
 async def test_mode_off_assesses_nothing(api: Api) -> None:
-    await configure(api, [("block", ":amount: > 0")], mode="off")
     _, alice = await api.funded_account(1_000)
     bob = await api.account()
+    await configure(api, [("block", ":amount: > 0")], mode="off")
     r = await api.pay(alice["id"], bob["id"], 500)
     assert r.status_code == 201, r.text
     assert r.json()["outcome"] == {"type": "authorized", "risk_score": None, "risk_level": "not_assessed",
@@ -67,9 +67,9 @@ async def test_mode_off_assesses_nothing(api: Api) -> None:
 
 
 async def test_shadow_records_what_enforce_would_do_but_blocks_nothing(api: Api) -> None:
-    rules = await configure(api, [("block", ":amount: >= 100"), ("review", ":amount: >= 50")], mode="shadow")
     _, alice = await api.funded_account(1_000)
     bob = await api.account()
+    rules = await configure(api, [("block", ":amount: >= 100"), ("review", ":amount: >= 50")], mode="shadow")
     r = await api.pay(alice["id"], bob["id"], 200)
     assert r.status_code == 201, r.text
     outcome = r.json()["outcome"]
@@ -85,9 +85,9 @@ async def test_shadow_records_what_enforce_would_do_but_blocks_nothing(api: Api)
 async def test_blocked_payment_is_recorded_replayed_and_evented_and_moves_nothing(
     api: Api, app_server: RunningServer
 ) -> None:
-    rules = await configure(api, [("block", "::channel:: = 'web' and :amount: >= 300")])
     _, alice = await api.funded_account(1_000)
     bob = await api.account()
+    rules = await configure(api, [("block", "::channel:: = 'web' and :amount: >= 300")])
     key = f"blk-{uuid.uuid4().hex}"
     r = await api.pay(alice["id"], bob["id"], 300, key=key, metadata={"channel": "web"})
     assert r.status_code == 402, r.text
@@ -116,10 +116,10 @@ async def test_blocked_payment_is_recorded_replayed_and_evented_and_moves_nothin
 
 
 async def test_allow_beats_block_and_block_beats_highest_and_review(api: Api) -> None:
-    rules = await configure(api, [("review", ":amount: >= 10"), ("block", ":amount: >= 100"),
-                                  ("allow", "::tier:: = 'vip'"), ("block", ":amount: >= 50")])
     _, alice = await api.funded_account(10_000)
     bob = await api.account()
+    rules = await configure(api, [("review", ":amount: >= 10"), ("block", ":amount: >= 100"),
+                                  ("allow", "::tier:: = 'vip'"), ("block", ":amount: >= 50")])
     vip = await api.pay(alice["id"], bob["id"], 500, metadata={"tier": "vip"})
     assert vip.status_code == 201, vip.text
     assert vip.json()["outcome"]["type"] == "authorized"
@@ -150,9 +150,9 @@ async def test_allow_beats_block_and_block_beats_highest_and_review(api: Api) ->
 
 
 async def test_review_moves_money_opens_a_review_and_approval_closes_it(api: Api) -> None:
-    rules = await configure(api, [("review", ":amount: >= 100")])
     _, alice = await api.funded_account(1_000)
     bob = await api.account()
+    rules = await configure(api, [("review", ":amount: >= 100")])
     r = await api.pay(alice["id"], bob["id"], 150)
     assert r.status_code == 201, r.text
     payment = r.json()
@@ -186,9 +186,9 @@ async def test_review_moves_money_opens_a_review_and_approval_closes_it(api: Api
 
 
 async def test_refund_and_cancel_close_reviews(api: Api) -> None:
-    await configure(api, [("review", ":amount: >= 100")])
     _, alice = await api.funded_account(10_000)
     bob = await api.account()
+    await configure(api, [("review", ":amount: >= 100")])
     refunded = (await api.pay(alice["id"], bob["id"], 100)).json()
     assert (await api.refund(refunded["id"], 10)).status_code == 201
     fraud = (await api.pay(alice["id"], bob["id"], 200)).json()
@@ -223,9 +223,9 @@ async def test_fraud_report_labels_the_payment_and_emits_an_event(api: Api) -> N
 
 
 async def test_batch_items_get_what_the_single_endpoint_answers(api: Api) -> None:
-    rules = await configure(api, [("block", ":amount: = 13"), ("review", ":amount: = 17")])
     _, alice = await api.funded_account(1_000)
     bob = await api.account()
+    rules = await configure(api, [("block", ":amount: = 13"), ("review", ":amount: = 17")])
     amounts = [13, 17, 5, 5_000, 13]
     items = [{"amount": a, "currency": "USD", "source": alice["id"], "destination": bob["id"],
               "idempotency_key": f"b-{uuid.uuid4().hex}"} for a in amounts]
@@ -254,10 +254,10 @@ async def test_batch_items_get_what_the_single_endpoint_answers(api: Api) -> Non
 async def test_velocity_counts_payments_across_two_processes(api: Api, app_server: RunningServer) -> None:
     """payments_per_source_hourly counts every payment made from the source before this one, whichever
     process applied it; declines_per_source_daily counts declined and blocked ones."""
-    rules = await configure(api, [("block", ":payments_per_source_hourly: >= 4"),
-                                  ("review", ":declines_per_source_daily: >= 1")])
     _, alice = await api.funded_account(100)
     bob = await api.account()
+    rules = await configure(api, [("block", ":payments_per_source_hourly: >= 4"),
+                                  ("review", ":declines_per_source_daily: >= 1")])
     async with extra_server(app_server.settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as other:
         there = Api(other, api.key, api.tenant_id)
         assert (await api.pay(alice["id"], bob["id"], 10)).status_code == 201  # 0 before it
@@ -278,9 +278,9 @@ async def test_velocity_counts_payments_across_two_processes(api: Api, app_serve
 
 
 async def test_velocity_inside_one_batch_counts_the_payments_before(api: Api) -> None:
-    await configure(api, [("block", ":payments_per_source_hourly: >= 2")])
     _, alice = await api.funded_account(1_000)
     bob = await api.account()
+    await configure(api, [("block", ":payments_per_source_hourly: >= 2")])
     items = [{"amount": 1, "currency": "USD", "source": alice["id"], "destination": bob["id"],
               "idempotency_key": f"v-{uuid.uuid4().hex}"} for _ in range(4)]
     r = await api.post("/v1/payments/batch", {"payments": items})
@@ -288,9 +288,9 @@ async def test_velocity_inside_one_batch_counts_the_payments_before(api: Api) ->
 
 
 async def test_new_destination_and_source_age(api: Api) -> None:
-    await configure(api, [("review", ":is_new_destination_for_source: and :source_age_s: < 3600")])
     _, alice = await api.funded_account(1_000)
     bob = await api.account()
+    await configure(api, [("review", ":is_new_destination_for_source: and :source_age_s: < 3600")])
     first = await api.pay(alice["id"], bob["id"], 10)
     assert first.json()["outcome"]["type"] == "manual_review"
     second = await api.pay(alice["id"], bob["id"], 10)
@@ -360,9 +360,9 @@ async def test_a_corrupt_or_missing_model_scores_unknown_and_rules_still_run(
     copy["id"] = "gbdt_copy"
     (extra / "gbdt_copy.json").write_bytes(msgspec.json.encode(copy))
 
-    await configure(api, [("block", ":amount: = 13")])
     _, alice = await api.funded_account(1_000)
     bob = await api.account()
+    await configure(api, [("block", ":amount: = 13")])
     corrupt_settings = msgspec.structs.replace(app_server.settings, risk_models_dir=str(corrupt))
     async with extra_server(corrupt_settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as other:
         there = Api(other, api.key, api.tenant_id)
@@ -429,9 +429,9 @@ async def test_the_batch_is_still_two_round_trips_and_three_statements(
     from paysvc.tenants import Tenant
 
     api = await new_tenant(http, f"count-{mode}")
-    await configure(api, [("block", ":amount: = 13"), ("review", ":amount: = 17")], mode=mode)
     _, alice = await api.funded_account(1_000)
     bob = await api.account()
+    await configure(api, [("block", ":amount: = 13"), ("review", ":amount: = 17")], mode=mode)
     tenant = Tenant(id=ids.decode(ids.TENANT, api.tenant_id) or uuid.uuid4(), key_hash=b"")
     pool = make_pool(app_server.settings, app_server.database_url)
     await pool.open(wait=True)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from litestar import Controller, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, QueryParameter
 
 from paysvc import reads
 from paysvc.api.common import READ_ERRORS, TRANSITION_ERRORS, EngineDep, Limit, StartingAfter, TenantDep, json_response
@@ -23,7 +23,7 @@ class ReviewController(Controller):
     async def list_reviews(
         self, tenant: TenantDep, engine: EngineDep, limit: Limit = 10, starting_after: StartingAfter = None,
         is_open: Annotated[
-            bool | None, Parameter(query="open", description="Only open (true) or closed (false) reviews.")
+            bool | None, QueryParameter(name="open", description="Only open (true) or closed (false) reviews.")
         ] = None,
     ) -> Response[bytes]:
         return json_response(await reads.list_reviews(engine.pool, tenant.id, limit, starting_after, is_open))
