@@ -160,3 +160,11 @@ async def test_routes_need_a_key(api: Api) -> None:
                          ("PUT", "/v1/risk/rules"), ("GET", "/v1/risk/models"), ("GET", "/v1/reviews")):
         r = await api.http.request(method, path, json={})
         assert r.status_code == 401 and r.json()["error"]["code"] == "api_key_missing", (method, path)
+
+
+def test_the_models_directory_setting_must_exist(tmp_path: Any) -> None:
+    from paysvc.config import Settings, SettingsError
+
+    assert Settings.from_env({"PAYSVC_RISK_MODELS_DIR": str(tmp_path)}).risk_models_dir == str(tmp_path)
+    with pytest.raises(SettingsError, match="PAYSVC_RISK_MODELS_DIR"):
+        Settings.from_env({"PAYSVC_RISK_MODELS_DIR": str(tmp_path / "missing")})

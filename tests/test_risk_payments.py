@@ -463,3 +463,21 @@ async def test_the_batch_is_still_two_round_trips_and_three_statements(
     assert sent == [2, 1]  # claims + locks; the one write statement (then COMMIT)
     statuses = [a.status for a in answers]  # type: ignore[union-attr]
     assert statuses == ([402, 201, 201, 402, 201] if mode == "enforce" else [201, 201, 201, 402, 201])
+
+
+async def test_one_transaction_per_payment_decides_the_same(api: Api, app_server: RunningServer) -> None:
+    """With PAYSVC_GROUP_COMMIT=false a payment is a batch of one: the same risk decision."""
+    _, alice = await api.funded_account(1_000)
+    bob = await api.account()
+    rules = await configure(api, [("block", ":amount: = 13"), ("review", ":amount: = 17")])
+    single = msgspec.structs.replace(app_server.settings, group_commit=False)
+    async with extra_server(single) as url, httpx.AsyncClient(base_url=url, timeout=30) as other:
+        there = Api(other, api.key, api.tenant_id)
+        blocked = await there.pay(alice["id"], bob["id"], 13)
+        assert blocked.status_code == 402 and blocked.json()["error"]["code"] == "payment_blocked", blocked.text
+        assert (await api.payment(blocked.json()["error"]["payment"]))["outcome"]["rule"] == rules[0]
+        reviewed = await there.pay(alice["id"], bob["id"], 17)
+        assert reviewed.status_code == 201 and reviewed.json()["outcome"]["type"] == "manual_review"
+        assert reviewed.json()["review"].startswith("prv_")
+        assert (await there.pay(alice["id"], bob["id"], 5)).json()["outcome"]["type"] == "authorized"
+    assert await api.balance(bob["id"]) == {"posted": 22, "pending": 0, "available": 22}

@@ -3,18 +3,19 @@ native ``RiskPolicy``, used by every payment of the tenant in this process.
 
 An entry is used for at most ``TTL_S`` after the read that built it began, so a PUT in any process
 is seen everywhere within a second; a PUT in this process drops the entry at once. A refresh is one
-read of two small rows sets per tenant per second per process, shared by the requests that wait for
+read (one statement) per tenant per second per process, shared by the requests that wait for
 it; the payment's own transaction never reads settings.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 
-from paysvc import ids
 from paysvc._native import RiskPolicy
 from paysvc.db.pool import Pool
 from paysvc.resources import RiskRule, RiskRules, RiskSettings
@@ -57,7 +58,7 @@ class RiskCache:
         self.models = models
         self.ttl_s = ttl_s
         self._entries: dict[uuid.UUID, tuple[float, TenantRisk]] = {}
-        self._loading: dict[uuid.UUID, asyncio.Future[TenantRisk]] = {}
+        self._loading: dict[uuid.UUID, asyncio.Task[TenantRisk]] = {}
         self._forgotten = 0  # bumped by forget(): a read begun before it is not kept
 
     def cached(self, tenant_id: uuid.UUID) -> TenantRisk | None:
@@ -71,34 +72,33 @@ class RiskCache:
         fresh = self.cached(tenant_id)
         if fresh is not None:
             return fresh
-        loading = self._loading.get(tenant_id)
-        if loading is not None:
-            return await asyncio.shield(loading)
-        future: asyncio.Future[TenantRisk] = asyncio.get_running_loop().create_future()
-        self._loading[tenant_id] = future
-        started, generation = time.monotonic(), self._forgotten
-        try:
-            settings, rules = await store.read_settings(self.pool, tenant_id)
-            risk = compile_policy(tenant_id, settings, rules, self.models)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters (if any) re-raise it; none is fine too
-            raise
-        else:
-            if generation == self._forgotten:
-                self._entries[tenant_id] = (started, risk)
-            future.set_result(risk)
-            return risk
-        finally:
+        task = self._loading.get(tenant_id)
+        if task is None:
+            # Its own task (with an empty context): a request that goes away while waiting does not
+            # cancel the read the others wait for.
+            task = asyncio.create_task(self._load(tenant_id), name="risk settings read",
+                                       context=contextvars.Context())
+            self._loading[tenant_id] = task
+            task.add_done_callback(partial(self._loaded, tenant_id))
+        return await asyncio.shield(task)
+
+    def _loaded(self, tenant_id: uuid.UUID, task: asyncio.Task[TenantRisk]) -> None:
+        if self._loading.get(tenant_id) is task:
             del self._loading[tenant_id]
+        if not task.cancelled():
+            task.exception()  # retrieved here too: every waiter may have gone away
+
+    async def _load(self, tenant_id: uuid.UUID) -> TenantRisk:
+        started, generation = time.monotonic(), self._forgotten
+        settings, rules = await store.read_settings(self.pool, tenant_id)
+        risk = compile_policy(tenant_id, settings, rules, self.models)
+        if generation == self._forgotten:  # no PUT in this process since the read began
+            self._entries[tenant_id] = (started, risk)
+        return risk
 
     def forget(self, tenant_id: uuid.UUID) -> None:
         """A PUT in this process: the next payment reads the new settings."""
         self._entries.pop(tenant_id, None)
+        self._loading.pop(tenant_id, None)  # a read begun before the PUT serves only its own waiters
         self._forgotten += 1
 
-
-def rule_id_bytes(rule: RiskRule) -> uuid.UUID:
-    decoded = ids.decode(ids.RULE, rule.id)
-    assert decoded is not None, "rule ids are made here"
-    return decoded

@@ -30,10 +30,15 @@ from paysvc.resources import (
 )
 from paysvc.risk.settings import DEFAULT_SETTINGS
 
-GET_SETTINGS = """
-SELECT mode, elevated, highest, champion, challenger, challenger_percent, shadow_models
-FROM risk_settings WHERE tenant_id = %s"""
-GET_RULES = "SELECT id, action, predicate FROM risk_rules WHERE tenant_id = %s ORDER BY position"
+# Settings and rules in one statement (one round trip): one row per rule, or one row of NULL rule
+# columns; the settings columns are NULL when the tenant never changed them (the defaults).
+GET_SETTINGS_AND_RULES = """
+SELECT s.mode, s.elevated, s.highest, s.champion, s.challenger, s.challenger_percent, s.shadow_models,
+       r.id, r.action, r.predicate
+FROM (SELECT %s::UUID AS tenant_id) AS t
+LEFT JOIN risk_settings AS s ON s.tenant_id = t.tenant_id
+LEFT JOIN risk_rules AS r ON r.tenant_id = t.tenant_id
+ORDER BY r.position"""
 PUT_SETTINGS = """
 INSERT INTO risk_settings (tenant_id, mode, elevated, highest, champion, challenger, challenger_percent,
                            shadow_models, updated_at)
@@ -70,19 +75,18 @@ VALUES (%(event)s, %(tenant)s, 'payment.fraud_reported', %(data)s, %(at)s)"""
 
 
 async def read_settings(pool: Pool, tenant_id: uuid.UUID) -> tuple[RiskSettings, RiskRules]:
-    settings_rows = await read_all(pool, GET_SETTINGS, (tenant_id,))
-    rule_rows = await read_all(pool, GET_RULES, (tenant_id,))
+    rows = await read_all(pool, GET_SETTINGS_AND_RULES, (tenant_id,))
     settings = DEFAULT_SETTINGS
-    if settings_rows:
-        mode, elevated, highest, champion, challenger, percent, shadows = settings_rows[0]
+    mode, elevated, highest, champion, challenger, percent, shadows = rows[0][:7]
+    if mode is not None:
         settings = RiskSettings(
             mode=mode, thresholds=RiskThresholds(elevated=elevated, highest=highest), champion=champion,
             challenger=None if challenger is None else RiskChallenger(model=challenger, percent=percent),
             shadow_models=list(shadows),
         )
     rules = RiskRules(rules=[
-        RiskRule(id=ids.encode(ids.RULE, rule_id), action=action, predicate=predicate)
-        for rule_id, action, predicate in rule_rows
+        RiskRule(id=ids.encode(ids.RULE, row[7]), action=row[8], predicate=row[9])
+        for row in rows if row[7] is not None
     ])
     return settings, rules
 
