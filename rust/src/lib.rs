@@ -989,6 +989,65 @@ impl PyRiskPolicy {
     }
 }
 
+type BenchCase = (
+    i64,
+    bool,
+    Vec<u8>,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    i64,
+    Option<Vec<u8>>,
+    i64,
+    i64,
+);
+
+fn timing_dict<'py>(py: Python<'py>, t: risk::bench::Timing) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("p50_us", (t.p50_ns / 1000.0 * 1000.0).round() / 1000.0)?;
+    d.set_item("p99_us", (t.p99_ns / 1000.0 * 1000.0).round() / 1000.0)?;
+    d.set_item("mean_us", (t.mean_ns / 1000.0 * 1000.0).round() / 1000.0)?;
+    d.set_item("calls", t.calls)?;
+    Ok(d)
+}
+
+/// For `paysvc bench`: times `model` evaluation and `policy.assess` natively over `cases`
+/// (`(amount, capture, source_id, destination_id, source_state, source_created_at_s,
+/// destination_state, destination_created_at_s, now_s)`), `iterations` calls each.
+#[pyfunction]
+fn _risk_bench<'py>(
+    py: Python<'py>,
+    policy: Bound<'py, PyRiskPolicy>,
+    model: Bound<'py, PyRiskModel>,
+    cases: Vec<BenchCase>,
+    iterations: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let cases: Vec<risk::bench::Case> = cases
+        .into_iter()
+        .map(|c| risk::bench::Case {
+            amount_minor: c.0,
+            capture: c.1,
+            source_id: c.2,
+            destination_id: c.3,
+            source_state: c.4,
+            source_created_at_s: c.5,
+            destination_state: c.6,
+            destination_created_at_s: c.7,
+            now_s: c.8,
+        })
+        .collect();
+    let (model_t, step_t) = run(py, || {
+        Ok((
+            risk::bench::model_eval(&model.get().0, &cases, iterations),
+            risk::bench::step(&policy.get().0, &cases, iterations),
+        ))
+    })?;
+    let d = PyDict::new(py);
+    d.set_item("model_eval", timing_dict(py, model_t)?)?;
+    d.set_item("step", timing_dict(py, step_t)?)?;
+    d.set_item("model_trees", model.get().0.n_trees())?;
+    Ok(d)
+}
+
 /// Panics inside the core, to show that a panic reaches Python as `CoreError("internal_error")`.
 #[pyfunction]
 fn _panic_for_tests(py: Python<'_>) -> PyResult<()> {
@@ -1036,6 +1095,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(risk_rules_check, m)?)?;
     // Private: set as an attribute so that it stays out of `__all__`.
     m.setattr("_panic_for_tests", wrap_pyfunction!(_panic_for_tests, m)?)?;
+    m.setattr("_risk_bench", wrap_pyfunction!(_risk_bench, m)?)?;
     m.setattr(
         "_risk_state_summary",
         wrap_pyfunction!(_risk_state_summary, m)?,
