@@ -51,7 +51,10 @@ SELECT (SELECT count(*) FROM accounts WHERE tenant_id = %s),
        (SELECT count(*) FROM refunds WHERE tenant_id = %s),
        (SELECT count(*) FROM events WHERE tenant_id = %s),
        (SELECT count(*) FROM idempotency_keys WHERE tenant_id = %s),
-       (SELECT count(*) FROM fee_rules WHERE tenant_id = %s)
+       (SELECT count(*) FROM fee_rules WHERE tenant_id = %s),
+       (SELECT count(*) FROM reviews WHERE tenant_id = %s),
+       (SELECT count(*) FROM risk_rules WHERE tenant_id = %s),
+       (SELECT count(*) FROM risk_settings WHERE tenant_id = %s)
 """
 
 
@@ -76,9 +79,12 @@ async def _snapshot(api: Api, database_url: str) -> dict[str, Any]:
         "refunds": {p["id"]: await _page(api, f"/v1/payments/{p['id']}/refunds") for p in payments},
         "events": await api.events(),
         "fee_schedule": (await api.get("/v1/fee-schedule")).json(),
+        "risk_settings": (await api.get("/v1/risk/settings")).json(),
+        "risk_rules": (await api.get("/v1/risk/rules")).json(),
+        "reviews": await _page(api, "/v1/reviews"),
     }
     tenant = ids.decode(ids.TENANT, api.tenant_id)
-    state["rows"] = db_rows(database_url, TENANT_ROWS, (tenant,) * 7)
+    state["rows"] = db_rows(database_url, TENANT_ROWS, (tenant,) * 10)
     return state
 
 
@@ -141,11 +147,21 @@ async def test_every_v1_route_refuses_another_tenants_ids_and_changes_nothing(
     their_hold = (await victim.hold(customer["id"], merchant["id"], 500))["id"]
     their_canceled = (await victim.hold(customer["id"], merchant["id"], 300))["id"]
     assert (await victim.cancel(their_canceled)).status_code == 200
+    their_payments = [their_captured, their_hold, their_canceled]
+    # Risk: enforce, a review rule, and a payment under review.
+    r = await victim.put("/v1/risk/settings",
+                         {"mode": "enforce", "thresholds": {"elevated": 100, "highest": 100}})
+    assert r.status_code == 200, r.text
+    r = await victim.put("/v1/risk/rules", {"rules": [{"action": "review", "predicate": ":amount: = 777"}]})
+    assert r.status_code == 200, r.text
+    reviewed = await victim.pay(customer["id"], merchant["id"], 777)
+    assert reviewed.status_code == 201 and reviewed.json()["review"] is not None, reviewed.text
+    their_review = reviewed.json()["review"]
+    their_payments.append(reviewed.json()["id"])
     their_entry = (await _page(victim, f"/v1/accounts/{customer['id']}/entries"))[0]["id"]
     their_event = (await victim.events())[0]["id"]
     their_fee_account = next(a["id"] for a in await _page(victim, "/v1/accounts") if a["purpose"] == "fees")
     their_accounts = [funding["id"], customer["id"], merchant["id"], their_fee_account]
-    their_payments = [their_captured, their_hold, their_canceled]
 
     # The attacker has its own money, so that every 404 is about the other tenant's id alone.
     my_funding, mine = await api.funded_account(5_000)
@@ -196,6 +212,8 @@ async def test_every_v1_route_refuses_another_tenants_ids_and_changes_nothing(
         await probe.expect(404, "resource_missing", "POST", "/v1/payments/{payment_id}/refunds",
                            payment_id=payment, body={"amount": 1}, idempotency_key=f"x-{uuid.uuid4().hex}")
         await probe.expect(404, "resource_missing", "GET", "/v1/payments/{payment_id}/refunds", payment_id=payment)
+        await probe.expect(404, "resource_missing", "POST", "/v1/payments/{payment_id}/fraud-report",
+                           payment_id=payment, body={"user_report": "fraudulent"})
     await probe.expect(400, "invalid_cursor", "GET", "/v1/payments/{payment_id}/refunds",
                        payment_id=my_payment, params={"starting_after": their_refund})
     await probe.expect(400, "invalid_cursor", "GET", "/v1/payments",
@@ -227,6 +245,23 @@ async def test_every_v1_route_refuses_another_tenants_ids_and_changes_nothing(
     assert r.status_code == 200, r.text
     r = await probe.call("PUT", "/v1/fee-schedule", body={"rules": []})
     assert r.status_code == 200 and r.json() == {"rules": []}
+
+    # Risk: settings and rules are per tenant; the victim's review is a missing one.
+    r = await probe.call("GET", "/v1/risk/settings")
+    assert r.status_code == 200 and r.json()["mode"] == "shadow", r.text
+    r = await probe.call("PUT", "/v1/risk/settings", body={"mode": "off"})
+    assert r.status_code == 200, r.text
+    r = await probe.call("GET", "/v1/risk/rules")
+    assert r.status_code == 200 and r.json() == {"rules": []}, r.text
+    r = await probe.call("PUT", "/v1/risk/rules", body={"rules": [{"action": "block", "predicate": ":amount: > 1"}]})
+    assert r.status_code == 200, r.text
+    r = await probe.call("GET", "/v1/risk/models")
+    assert r.status_code == 200 and r.json()["object"] == "list", r.text
+    await probe.expect(404, "resource_missing", "GET", "/v1/reviews/{review_id}", review_id=their_review)
+    await probe.expect(404, "resource_missing", "POST", "/v1/reviews/{review_id}/approve", review_id=their_review)
+    await probe.expect(400, "invalid_cursor", "GET", "/v1/reviews", params={"starting_after": their_review})
+    listed = await probe.call("GET", "/v1/reviews", params={"limit": 100})
+    assert listed.status_code == 200 and listed.json()["data"] == [], listed.text
 
     # Batch payments (when the route exists): each item answers 404 on its own.
     routes = await _v1_routes(http)

@@ -10,7 +10,7 @@ from invariants import assert_books_balance
 PAY_ID = re.compile(r"^pay_[0-9a-f]{32}$")
 PAYMENT_FIELDS = ["id", "object", "amount", "amount_captured", "amount_refunded", "fee", "net", "currency",
                   "source", "destination", "status", "failure_code", "cancellation_reason", "description",
-                  "metadata", "created_at", "expires_at"]
+                  "metadata", "created_at", "expires_at", "outcome", "review", "fraud_details"]
 
 
 async def test_deposit_then_payment_moves_money_and_writes_entries(api: Api, app_server: RunningServer) -> None:

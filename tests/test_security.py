@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import secrets
+import string
 import subprocess
 import sys
 import time
@@ -54,7 +55,9 @@ async def _routes(http: httpx.AsyncClient) -> dict[tuple[str, str], dict[str, An
 
 
 def _fill(template: str, **values: str) -> str:
-    return template.format(**{name: values.get(name, f"x_{name}") for name in ("account_id", "payment_id")})
+    """The path with every {name} of the template filled: from ``values``, else ``x_<name>``."""
+    names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    return template.format(**{name: values.get(name, f"x_{name}") for name in names})
 
 
 def _error_code(r: httpx.Response) -> str:

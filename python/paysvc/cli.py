@@ -164,7 +164,8 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     options = bench.Options(
         processes=args.processes, duration_s=args.duration, connections=args.connections,
-        out_dir=Path(args.out), scenarios=scenarios, as_json=args.json,
+        out_dir=Path(args.out), scenarios=scenarios, as_json=args.json, risk_mode=args.risk_mode,
+        risk_rules=args.risk_rules,
     )
     return bench.main(settings, options)
 
@@ -278,6 +279,11 @@ def parser() -> argparse.ArgumentParser:
                        help="comma-separated subset of spread,hot_merchant,read_heavy,open_loop,committer "
                             "(default all)")
     bench.add_argument("--json", action="store_true", help="print the JSON report instead of a table")
+    bench.add_argument("--risk-mode", choices=("off", "shadow", "enforce"), default=None,
+                       help="the bench tenant's risk mode (default: the service's default, shadow)")
+    bench.add_argument("--risk-rules", type=int, default=0,
+                       help="install this many risk rules (0..100) on the bench tenant; none matches a bench "
+                            "payment, each is evaluated (default 0)")
     bench.set_defaults(func=cmd_bench)
 
     risk = commands.add_parser("risk", help="the offline risk loop: simulate payments, train and report models "

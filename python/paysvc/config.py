@@ -48,6 +48,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 64 * 1024
     max_batch_body_bytes: int = 1024 * 1024  # POST /v1/payments/batch
     log_level: str = "INFO"
+    # Risk: a directory of extra risk model files (*.json), beside (or replacing by id) the packaged ones.
+    risk_models_dir: str | None = None
 
     def __post_init__(self) -> None:
         _require(1 <= self.pool_size <= 1_000, "PAYSVC_POOL_SIZE must be between 1 and 1000")
@@ -71,6 +73,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                  "PAYSVC_EXPIRY_SWEEP_INTERVAL_S must be between 1 and 3600")
         _require(10 <= self.events_sequence_interval_ms <= 60_000,
                  "PAYSVC_EVENTS_SEQUENCE_INTERVAL_MS must be between 10 and 60000")
+        _require(self.risk_models_dir is None or os.path.isdir(self.risk_models_dir),
+                 "PAYSVC_RISK_MODELS_DIR must name an existing directory")
         _require(self.admin_token is None or len(self.admin_token) >= 16,
                  "PAYSVC_ADMIN_TOKEN must be at least 16 characters")
 

@@ -36,6 +36,7 @@ CODES: Final[dict[str, tuple[int, str]]] = {
     "api_key_missing": (401, AUTHENTICATION),
     "api_key_invalid": (401, AUTHENTICATION),
     "insufficient_funds": (402, PAYMENT),
+    "payment_blocked": (402, PAYMENT),
     "resource_missing": (404, INVALID_REQUEST),
     "method_not_allowed": (405, INVALID_REQUEST),
     "invalid_state": (409, INVALID_REQUEST),

@@ -13,6 +13,8 @@ ENTRY: Final = "ent_"
 EVENT: Final = "evt_"
 REQUEST: Final = "req_"
 TENANT: Final = "ten_"
+RULE: Final = "rule_"
+REVIEW: Final = "prv_"
 
 _HEX = frozenset("0123456789abcdef")
 

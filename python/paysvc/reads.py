@@ -45,11 +45,14 @@ from paysvc.resources import (
     Payment,
     PaymentList,
     RefundList,
+    Review,
+    ReviewList,
     account_from_row,
     entry_from_row,
     event_from_row,
     payment_from_row,
     refund_from_row,
+    review_from_row,
 )
 
 GET_ACCOUNT = """
@@ -67,27 +70,32 @@ ORDER BY created_at DESC, id DESC LIMIT %s"""
 
 GET_PAYMENT = """
 SELECT id, amount, amount_captured, amount_refunded, fee, net, currency, source_id, destination_id,
-       status, failure_code, cancellation_reason, description, metadata, created_at, expires_at
+       status, failure_code, cancellation_reason, description, metadata, created_at, expires_at,
+       outcome, review_id, user_report
 FROM payments WHERE tenant_id = %s AND id = %s"""
 PAYMENT_CURSOR = "SELECT created_at, id FROM payments WHERE tenant_id = %s AND id = %s"
 LIST_PAYMENTS = """
 SELECT id, amount, amount_captured, amount_refunded, fee, net, currency, source_id, destination_id,
-       status, failure_code, cancellation_reason, description, metadata, created_at, expires_at
+       status, failure_code, cancellation_reason, description, metadata, created_at, expires_at,
+       outcome, review_id, user_report
 FROM payments WHERE tenant_id = %s
 ORDER BY created_at DESC, id DESC LIMIT %s"""
 LIST_PAYMENTS_AFTER = """
 SELECT id, amount, amount_captured, amount_refunded, fee, net, currency, source_id, destination_id,
-       status, failure_code, cancellation_reason, description, metadata, created_at, expires_at
+       status, failure_code, cancellation_reason, description, metadata, created_at, expires_at,
+       outcome, review_id, user_report
 FROM payments WHERE tenant_id = %s AND (created_at, id) < (%s, %s)
 ORDER BY created_at DESC, id DESC LIMIT %s"""
 LIST_PAYMENTS_BY_STATUS = """
 SELECT id, amount, amount_captured, amount_refunded, fee, net, currency, source_id, destination_id,
-       status, failure_code, cancellation_reason, description, metadata, created_at, expires_at
+       status, failure_code, cancellation_reason, description, metadata, created_at, expires_at,
+       outcome, review_id, user_report
 FROM payments WHERE tenant_id = %s AND status = %s
 ORDER BY created_at DESC, id DESC LIMIT %s"""
 LIST_PAYMENTS_BY_STATUS_AFTER = """
 SELECT id, amount, amount_captured, amount_refunded, fee, net, currency, source_id, destination_id,
-       status, failure_code, cancellation_reason, description, metadata, created_at, expires_at
+       status, failure_code, cancellation_reason, description, metadata, created_at, expires_at,
+       outcome, review_id, user_report
 FROM payments WHERE tenant_id = %s AND status = %s AND (created_at, id) < (%s, %s)
 ORDER BY created_at DESC, id DESC LIMIT %s"""
 
@@ -120,6 +128,21 @@ SELECT id, type, data, created_at FROM events WHERE tenant_id = %s AND seq > %s 
 LIST_EVENTS_OF_TYPE = """
 SELECT id, type, data, created_at FROM events WHERE tenant_id = %s AND type = %s AND seq > %s
 ORDER BY seq LIMIT %s"""
+
+# Reviews, newest first; ``open`` filters when not NULL.
+GET_REVIEW = (
+    "SELECT id, payment_id, rule_id, rule_action, rule_predicate, open, closed_reason, created_at "
+    "FROM reviews WHERE tenant_id = %s AND id = %s"
+)
+REVIEW_CURSOR = "SELECT created_at, id FROM reviews WHERE tenant_id = %s AND id = %s"
+LIST_REVIEWS = """
+SELECT id, payment_id, rule_id, rule_action, rule_predicate, open, closed_reason, created_at
+FROM reviews WHERE tenant_id = %s AND (%s::BOOLEAN IS NULL OR open = %s)
+ORDER BY created_at DESC, id DESC LIMIT %s"""
+LIST_REVIEWS_AFTER = """
+SELECT id, payment_id, rule_id, rule_action, rule_predicate, open, closed_reason, created_at FROM reviews
+WHERE tenant_id = %s AND (%s::BOOLEAN IS NULL OR open = %s) AND (created_at, id) < (%s, %s)
+ORDER BY created_at DESC, id DESC LIMIT %s"""
 
 GET_FEE_RULES = (
     "SELECT currency, percent_bps, fixed_minor, min_minor, max_minor FROM fee_rules "
@@ -230,6 +253,22 @@ async def list_events(
         rows = await read_all(pool, LIST_EVENTS_OF_TYPE, (tenant_id, event_type, seq, limit + 1))
     page, more = _page(rows, limit)
     return EventList(data=[event_from_row(r) for r in page], has_more=more)
+
+
+async def get_review(pool: Pool, tenant_id: uuid.UUID, review_id: str) -> Review:
+    return review_from_row(await _found(pool, GET_REVIEW, ids.REVIEW, "review", review_id, tenant_id))
+
+
+async def list_reviews(
+    pool: Pool, tenant_id: uuid.UUID, limit: int, starting_after: str | None, is_open: bool | None
+) -> ReviewList:
+    if starting_after is None:
+        rows = await read_all(pool, LIST_REVIEWS, (tenant_id, is_open, is_open, limit + 1))
+    else:
+        after = await _cursor(pool, REVIEW_CURSOR, ids.REVIEW, starting_after, (tenant_id,))
+        rows = await read_all(pool, LIST_REVIEWS_AFTER, (tenant_id, is_open, is_open, *after, limit + 1))
+    page, more = _page(rows, limit)
+    return ReviewList(data=[review_from_row(r) for r in page], has_more=more)
 
 
 async def get_fee_schedule(pool: Pool, tenant_id: uuid.UUID) -> FeeScheduleOut:

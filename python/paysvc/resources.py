@@ -20,8 +20,13 @@ PaymentStatus = Literal["requires_capture", "succeeded", "canceled", "failed"]
 CancellationReason = Literal["requested_by_customer", "duplicate", "fraudulent", "abandoned", "expired"]
 EventType = Literal[
     "payment.authorized", "payment.succeeded", "payment.canceled", "payment.expired", "payment.failed",
-    "refund.succeeded",
+    "payment.fraud_reported", "refund.succeeded", "review.opened", "review.closed",
 ]
+OutcomeType = Literal["authorized", "declined", "blocked", "manual_review"]
+RiskLevel = Literal["normal", "elevated", "highest", "not_assessed", "unknown"]
+RuleAction = Literal["allow", "block", "review"]
+UserReport = Literal["fraudulent", "safe"]
+ReviewClosedReason = Literal["approved", "refunded", "refunded_as_fraud", "canceled"]
 
 
 class Balance(msgspec.Struct, kw_only=True):
@@ -39,6 +44,31 @@ class Account(msgspec.Struct, kw_only=True):
     balance: Balance
     metadata: Metadata
     created_at: str
+
+
+class RiskRule(msgspec.Struct, kw_only=True):
+    id: str
+    action: RuleAction
+    predicate: str
+
+
+class PaymentOutcome(msgspec.Struct, kw_only=True):
+    """What risk (and funds) decided about a payment (brief section 8)."""
+
+    type: OutcomeType
+    risk_score: int | None
+    risk_level: RiskLevel
+    reason: Literal["rule", "highest_risk_level"] | None
+    rule: RiskRule | None
+    model: str | None
+    arm: Literal["champion", "challenger"] | None
+
+
+class FraudDetails(msgspec.Struct, kw_only=True):
+    user_report: UserReport | None
+
+
+NO_FRAUD_REPORT = FraudDetails(user_report=None)
 
 
 class Payment(msgspec.Struct, kw_only=True):
@@ -59,6 +89,9 @@ class Payment(msgspec.Struct, kw_only=True):
     metadata: Metadata
     created_at: str
     expires_at: str | None
+    outcome: PaymentOutcome
+    review: str | None
+    fraud_details: FraudDetails
 
 
 class Refund(msgspec.Struct, kw_only=True):
@@ -69,6 +102,60 @@ class Refund(msgspec.Struct, kw_only=True):
     status: Literal["succeeded"] = "succeeded"
     metadata: Metadata
     created_at: str
+
+
+class Review(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["review"] = "review"
+    payment: str
+    reason: Literal["rule"]
+    rule: RiskRule
+    open: bool
+    closed_reason: ReviewClosedReason | None
+    created_at: str
+
+
+class ReviewList(msgspec.Struct, kw_only=True):
+    object: Literal["list"] = "list"
+    data: list[Review]
+    has_more: bool
+
+
+class RiskThresholds(msgspec.Struct, kw_only=True):
+    elevated: int
+    highest: int
+
+
+class RiskChallenger(msgspec.Struct, kw_only=True):
+    model: str
+    percent: int
+
+
+class RiskSettings(msgspec.Struct, kw_only=True):
+    mode: Literal["off", "shadow", "enforce"]
+    thresholds: RiskThresholds
+    champion: str
+    challenger: RiskChallenger | None
+    shadow_models: list[str]
+
+
+class RiskRules(msgspec.Struct, kw_only=True):
+    rules: list[RiskRule]
+
+
+class RiskModelOut(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["risk_model"] = "risk_model"
+    kind: str
+    features: list[str]
+    metrics: dict[str, Any]
+    created_at: str
+
+
+class RiskModelList(msgspec.Struct, kw_only=True):
+    object: Literal["list"] = "list"
+    data: list[RiskModelOut]
+    has_more: bool
 
 
 class Entry(msgspec.Struct, kw_only=True):
@@ -196,10 +283,13 @@ class TenantCreated(msgspec.Struct, kw_only=True):
 # Row converters take the columns in the order the queries in reads.py and ledger/ name them:
 #   account: id, currency, allow_negative, purpose, posted, pending, metadata, created_at
 #   payment: id, amount, amount_captured, amount_refunded, fee, net, currency, source_id, destination_id,
-#            status, failure_code, cancellation_reason, description, metadata, created_at, expires_at
+#            status, failure_code, cancellation_reason, description, metadata, created_at, expires_at,
+#            outcome, review_id, user_report
+#   review:  id, payment_id, rule_id, rule_action, rule_predicate, open, closed_reason, created_at
 #   entry:   id, account_id, payment_id, refund_id, kind, amount, balance_after, seq, created_at
 #   refund:  id, payment_id, amount, metadata, created_at
 #   event:   id, type, data, created_at
+
 
 
 def account_from_row(row: tuple[Any, ...]) -> Account:
@@ -217,7 +307,8 @@ def account_from_row(row: tuple[Any, ...]) -> Account:
 
 def payment_from_row(row: tuple[Any, ...]) -> Payment:
     (payment_id, amount, captured, refunded, fee, net, currency, source_id, destination_id, status,
-     failure_code, cancellation_reason, description, metadata, created_at, expires_at) = row
+     failure_code, cancellation_reason, description, metadata, created_at, expires_at, outcome, review_id,
+     user_report) = row
     return Payment(
         id=ids.encode(ids.PAYMENT, payment_id),
         amount=amount,
@@ -235,6 +326,32 @@ def payment_from_row(row: tuple[Any, ...]) -> Payment:
         metadata=metadata,
         created_at=rfc3339(created_at),
         expires_at=rfc3339_or_none(expires_at),
+        outcome=outcome_of(outcome, status, failure_code),
+        review=_maybe(ids.REVIEW, review_id),
+        fraud_details=NO_FRAUD_REPORT if user_report is None else FraudDetails(user_report=user_report),
+    )
+
+
+def outcome_of(stored: object, status: str, failure_code: str | None) -> PaymentOutcome:
+    """The stored outcome; for a payment made before risk existed (NULL), the outcome it had: not
+    assessed, authorized (or declined for funds)."""
+    if stored is not None:
+        return msgspec.convert(stored, PaymentOutcome)
+    declined = status == "failed" and failure_code == "insufficient_funds"
+    return PaymentOutcome(type="declined" if declined else "authorized", risk_score=None,
+                          risk_level="not_assessed", reason=None, rule=None, model=None, arm=None)
+
+
+def review_from_row(row: tuple[Any, ...]) -> Review:
+    review_id, payment_id, rule_id, action, predicate, is_open, closed_reason, created_at = row
+    return Review(
+        id=ids.encode(ids.REVIEW, review_id),
+        payment=ids.encode(ids.PAYMENT, payment_id),
+        reason="rule",
+        rule=RiskRule(id=ids.encode(ids.RULE, rule_id), action=action, predicate=predicate),
+        open=is_open,
+        closed_reason=closed_reason,
+        created_at=rfc3339(created_at),
     )
 
 

@@ -24,12 +24,16 @@ from paysvc.api.errors_http import HANDLERS
 from paysvc.api.events import EventController
 from paysvc.api.fees import FeeScheduleController
 from paysvc.api.payments import BATCH_PATH, PaymentController
+from paysvc.api.reviews import ReviewController
+from paysvc.api.risk import RiskController, fraud_report
 from paysvc.api.system import create_tenant, healthz, metrics_endpoint, readyz
 from paysvc.config import Settings
 from paysvc.db.pool import make_pool
 from paysvc.ledger import housekeeping
 from paysvc.ledger.engine import EngineConfig, LedgerEngine
 from paysvc.logs import configure_logging
+from paysvc.risk.cache import RiskCache
+from paysvc.risk.registry import registry
 
 
 def provide_engine(state: State, tenant: TenantDep) -> LedgerEngine:
@@ -54,7 +58,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = make_pool(settings, database_url)
         await pool.open(wait=True, timeout=max(5.0, settings.connect_timeout_s * 2.0))
-        engine = LedgerEngine(pool, EngineConfig.from_settings(settings))
+        risk = RiskCache(pool, registry(settings.risk_models_dir))
+        engine = LedgerEngine(pool, EngineConfig.from_settings(settings), risk=risk)
         app.state.pool = pool
         app.state.engine = engine
         app.state.key_lookups = admin.KeyLookups(pool)
@@ -82,7 +87,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     app = Litestar(
         route_handlers=[
-            AccountController, PaymentController, EventController, FeeScheduleController,
+            AccountController, PaymentController, EventController, FeeScheduleController, RiskController,
+            ReviewController, fraud_report,
             create_tenant, healthz, readyz, metrics_endpoint,
         ],
         dependencies={

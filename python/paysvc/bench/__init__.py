@@ -62,6 +62,8 @@ class Options:
     out_dir: Path = Path("bench-results")
     scenarios: tuple[str, ...] = SCENARIOS
     as_json: bool = False
+    risk_mode: str | None = None  # the bench tenant's risk mode (None: the service's default, shadow)
+    risk_rules: int = 0  # rules installed on the bench tenant (none of them matches a bench payment)
 
 
 class BenchApi(ApiProcess):
@@ -89,6 +91,10 @@ def main(settings: Settings, options: Options) -> int:
         problems.append("--duration must be 1..3600 seconds")
     if not options.processes <= options.connections <= MAX_CONNECTIONS:
         problems.append(f"--connections must be between --processes and {MAX_CONNECTIONS}")
+    if options.risk_mode not in (None, "off", "shadow", "enforce"):
+        problems.append("--risk-mode must be off, shadow or enforce")
+    if not 0 <= options.risk_rules <= MAX_RISK_RULES:
+        problems.append(f"--risk-rules must be 0..{MAX_RISK_RULES}")
     if wrk_path() is None:
         problems.append("wrk is not on PATH (Debian/Ubuntu: apt-get install wrk)")
     try:
@@ -127,6 +133,7 @@ async def bench(settings: Settings, options: Options) -> dict[str, Any]:
             "processes": options.processes, "duration_s": options.duration_s,
             "connections": options.connections, "accounts": ACCOUNTS, "payment_amount_minor": 1,
             "fee_schedule": None, "scenarios": list(options.scenarios),
+            "risk_mode": options.risk_mode or "shadow", "risk_rules": options.risk_rules,
         },
     }
     failures: list[str] = []
@@ -163,6 +170,9 @@ async def bench(settings: Settings, options: Options) -> dict[str, Any]:
 
         _progress(f"creating a tenant and {ACCOUNTS} funded accounts through the API")
         target = await setup_tenant(apis, admin_token, options.connections)
+        if options.risk_mode is not None or options.risk_rules:
+            _progress(f"risk: mode {options.risk_mode or 'shadow (default)'}, {options.risk_rules} rules")
+            await setup_risk(apis, target.api_key, options.risk_mode, options.risk_rules)
         tenant_pgbench = await asyncio.to_thread(pgbench.seed, url, ACCOUNTS)
         sampler = Sampler([api.pid for api in apis])
 
@@ -299,6 +309,32 @@ async def setup_tenant(apis: list[BenchApi], admin_token: str, connections: int)
         ports=[api.port for api in apis], api_key=api_key, accounts=accounts, merchant=merchant,
         connections=connections, key_nonce=secrets.token_hex(4),
     )
+
+
+# Rules of the kinds tenants write (velocity, amount, metadata, age, new destination), none of which
+# matches a bench payment (1 minor unit between accounts funded at setup), so every payment still
+# moves money while each rule is evaluated in full.
+BENCH_RULES = [
+    ("block", ":amount: >= 100000000 and :currency: = 'USD'"),
+    ("block", ":payments_per_source_hourly: > 1000000"),
+    ("review", "::channel:: = 'phone' and :amount: > 5000"),
+    ("review", ":declines_per_source_daily: >= 1000000 or :amount_per_source_daily: > 100000000000"),
+    ("block", ":is_new_destination_for_source: and :source_age_s: < 0"),
+]
+MAX_RISK_RULES = 100
+
+
+async def setup_risk(apis: list[BenchApi], api_key: str, mode: str | None, rules: int) -> None:
+    """Set the bench tenant's risk mode and install ``rules`` rules, then wait out the per-process
+    settings cache (1 s), so every API process serves the new settings from the first request."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(base_url=apis[0].base_url, timeout=60, headers=headers) as http:
+        if mode is not None:
+            (await http.put("/v1/risk/settings", json={"mode": mode})).raise_for_status()
+        body = [{"action": action, "predicate": predicate}
+                for action, predicate in (BENCH_RULES[n % len(BENCH_RULES)] for n in range(rules))]
+        (await http.put("/v1/risk/rules", json={"rules": body})).raise_for_status()
+    await asyncio.sleep(1.1)
 
 
 def attach_ceilings(report: dict[str, Any]) -> None:
@@ -489,7 +525,9 @@ def _fmt(value: object) -> str:
 
 def _argv_of(options: Options) -> list[str]:
     return [f"--processes {options.processes}", f"--duration {options.duration_s:g}",
-            f"--connections {options.connections}", f"--scenarios {','.join(options.scenarios)}"]
+            f"--connections {options.connections}", f"--scenarios {','.join(options.scenarios)}",
+            *([f"--risk-mode {options.risk_mode}"] if options.risk_mode else []),
+            *([f"--risk-rules {options.risk_rules}"] if options.risk_rules else [])]
 
 
 def _progress(message: str) -> None:

@@ -36,7 +36,7 @@ import psycopg
 from paysvc.ledger.engine import WRITE_PAYMENT
 from paysvc.ledger.idempotency import CLAIM
 from paysvc.ledger.postings import LOCK_ACCOUNTS
-from paysvc.resources import Payment, encode
+from paysvc.resources import NO_FRAUD_REPORT, Payment, PaymentOutcome, encode
 
 ACCOUNT_UUID_PREFIX = "b0000000-0000-4000-8000-"  # account n is this + n as 12 decimal digits
 SEED_BALANCE = 10**12
@@ -240,6 +240,9 @@ def sample_body() -> bytes:
         currency="USD", source="acct_" + uuid.uuid4().hex, destination="acct_" + uuid.uuid4().hex,
         status="succeeded", failure_code=None, cancellation_reason=None, description=None, metadata={},
         created_at="2026-01-01T00:00:00.000000Z", expires_at=None,
+        outcome=PaymentOutcome(type="authorized", risk_score=12, risk_level="normal", reason=None, rule=None,
+                               model="gbdt_v1", arm="champion"),
+        review=None, fraud_details=NO_FRAUD_REPORT,
     )
     return encode(payment)
 

@@ -58,14 +58,25 @@ from typing import Any
 from psycopg import IsolationLevel
 
 from paysvc import ids, metrics
-from paysvc._native import PaymentPlan
+from paysvc._native import PaymentPlan, RiskAssessment, risk_state_record
 from paysvc.db import arrays
 from paysvc.db.pool import Pool
 from paysvc.db.retry import RetryPolicy, Statement, Together, run_together
 from paysvc.errors import ApiError, not_found, service_unavailable
 from paysvc.ledger.idempotency import Outcome, key_in_use
-from paysvc.ledger.postings import LOCK_ACCOUNTS, LockedAccount, Posting, apply
-from paysvc.resources import EventType, Payment, PaymentStatus, encode
+from paysvc.ledger.postings import LOCK_ACCOUNTS_WITH_RISK, LockedAccount, Posting, apply
+from paysvc.resources import (
+    NO_FRAUD_REPORT,
+    EventType,
+    OutcomeType,
+    Payment,
+    PaymentOutcome,
+    PaymentStatus,
+    Review,
+    encode,
+)
+from paysvc.risk.cache import TenantRisk
+from paysvc.risk.serving import STATE_OUTCOMES, log_shadows, not_assessed, render
 from paysvc.tenants import Tenant
 from paysvc.timefmt import rfc3339
 
@@ -99,15 +110,24 @@ WRITE_BATCH = """
 WITH pay AS (
     INSERT INTO payments (id, tenant_id, amount, amount_captured, amount_refunded, fee, net, currency,
                           source_id, destination_id, status, failure_code, cancellation_reason,
-                          description, metadata, created_at, expires_at, last_event_at)
+                          description, metadata, created_at, expires_at, last_event_at, outcome, review_id)
     SELECT p.id, p.tenant_id, p.amount, p.captured, 0, p.fee, p.net, p.currency, p.source_id, p.destination_id,
-           p.status, p.failure_code, NULL, p.description, p.metadata, %(now)s, p.expires_at, %(now)s
+           p.status, p.failure_code, NULL, p.description, p.metadata, %(now)s, p.expires_at, %(now)s, p.outcome,
+           p.review_id
     FROM unnest(%(p_ids)s::UUID[], %(p_tenants)s::UUID[], %(p_amounts)s::BIGINT[], %(p_captured)s::BIGINT[],
                 %(p_fees)s::BIGINT[], %(p_nets)s::BIGINT[], %(p_currencies)s::TEXT[], %(p_sources)s::UUID[],
                 %(p_destinations)s::UUID[], %(p_statuses)s::TEXT[], %(p_failures)s::TEXT[],
-                %(p_descriptions)s::TEXT[], %(p_metadata)s::JSONB[], %(p_expires)s::TIMESTAMPTZ[])
+                %(p_descriptions)s::TEXT[], %(p_metadata)s::JSONB[], %(p_expires)s::TIMESTAMPTZ[],
+                %(p_outcomes)s::JSONB[], %(p_reviews)s::UUID[])
          AS p(id, tenant_id, amount, captured, fee, net, currency, source_id, destination_id, status,
-              failure_code, description, metadata, expires_at)
+              failure_code, description, metadata, expires_at, outcome, review_id)
+), rev AS (
+    INSERT INTO reviews (id, tenant_id, payment_id, reason, rule_id, rule_action, rule_predicate, open,
+                         closed_reason, created_at)
+    SELECT r.id, r.tenant_id, r.payment_id, 'rule', r.rule_id, r.rule_action, r.rule_predicate, true, NULL, %(now)s
+    FROM unnest(%(r_ids)s::UUID[], %(r_tenants)s::UUID[], %(r_payments)s::UUID[], %(r_rules)s::UUID[],
+                %(r_actions)s::TEXT[], %(r_predicates)s::TEXT[])
+         AS r(id, tenant_id, payment_id, rule_id, rule_action, rule_predicate)
 ), ev AS (
     INSERT INTO events (id, tenant_id, type, data, created_at)
     SELECT v.id, v.tenant_id, v.type, v.data, %(now)s
@@ -117,9 +137,11 @@ WITH pay AS (
     UPDATE accounts
     SET posted = accounts.posted + d.posted_delta,
         pending = accounts.pending + d.pending_delta,
-        entry_seq = d.entry_seq
+        entry_seq = d.entry_seq,
+        risk_state = COALESCE(d.risk_state, accounts.risk_state)
     FROM unnest(%(acct_ids)s::UUID[], %(posted_deltas)s::BIGINT[], %(pending_deltas)s::BIGINT[],
-                %(acct_seqs)s::BIGINT[]) AS d(id, posted_delta, pending_delta, entry_seq)
+                %(acct_seqs)s::BIGINT[], %(acct_risk_states)s::BYTEA[])
+         AS d(id, posted_delta, pending_delta, entry_seq, risk_state)
     WHERE accounts.id = d.id
 ), ent AS (
     INSERT INTO entries (id, tenant_id, account_id, seq, currency, kind, amount, balance_after,
@@ -141,14 +163,17 @@ WHERE idempotency_keys.tenant_id = o.tenant_id AND idempotency_keys.idem_key = o
 # How each array of WRITE_BATCH is written as an array literal (db/arrays.py: psycopg's own list
 # adaptation cost ten times as much).
 WRITE_BATCH_ARRAYS: dict[str, Callable[[list[Any]], str]] = {
-    **dict.fromkeys(("p_ids p_tenants p_sources p_destinations v_ids v_tenants e_ids e_tenants e_accounts "
-                     "e_payments o_tenants o_payments acct_ids").split(), arrays.uuids),
+    **dict.fromkeys(("p_ids p_tenants p_sources p_destinations p_reviews r_ids r_tenants r_payments r_rules v_ids "
+                     "v_tenants e_ids e_tenants e_accounts e_payments o_tenants o_payments acct_ids").split(),
+                    arrays.uuids),
     **dict.fromkeys(("p_amounts p_captured p_fees p_nets e_seqs e_amounts e_balances o_statuses posted_deltas "
                      "pending_deltas acct_seqs").split(), arrays.ints),
-    **dict.fromkeys("p_currencies p_statuses p_failures p_descriptions v_types e_currencies e_kinds o_keys".split(),
-                    arrays.texts),
+    **dict.fromkeys(("p_currencies p_statuses p_failures p_descriptions r_actions r_predicates v_types e_currencies "
+                     "e_kinds o_keys").split(), arrays.texts),
     "p_metadata": arrays.jsons,
+    "p_outcomes": arrays.jsons,
     "v_data": arrays.byteas,
+    "acct_risk_states": arrays.byteas,
     "o_bodies": arrays.byteas,
     "p_expires": arrays.timestamps,
 }
@@ -170,16 +195,18 @@ class Request:
     source: uuid.UUID | None  # plan.source and plan.destination decoded (None: not an account id)
     destination: uuid.UUID | None
     accounts: tuple[uuid.UUID, ...]  # the accounts it may change: source, destination, fee account
+    risk: TenantRisk | None  # the tenant's risk policy (None: risk is not run, e.g. the committer bench)
 
     @classmethod
     def new(
-        cls, tenant: Tenant, plan: PaymentPlan, key: str, request_id: str, future: asyncio.Future[Outcome]
+        cls, tenant: Tenant, plan: PaymentPlan, key: str, request_id: str, future: asyncio.Future[Outcome],
+        risk: TenantRisk | None = None,
     ) -> Request:
         source = ids.decode(ids.ACCOUNT, plan.source)
         destination = ids.decode(ids.ACCOUNT, plan.destination)
         fee_account = tenant.fee_accounts.get(plan.currency) if plan.fee else None
         accounts = tuple(a for a in (source, destination, fee_account) if a is not None)
-        return cls(tenant, plan, key, request_id, future, source, destination, accounts)
+        return cls(tenant, plan, key, request_id, future, source, destination, accounts, risk)
 
 
 Answer = Outcome | ApiError
@@ -240,12 +267,14 @@ class GroupCommitter:
             if not request.future.done():
                 request.future.set_exception(service_unavailable("The service is shutting down; retry."))
 
-    async def submit(self, tenant: Tenant, plan: PaymentPlan, key: str, request_id: str) -> Outcome:
+    async def submit(
+        self, tenant: Tenant, plan: PaymentPlan, key: str, request_id: str, risk: TenantRisk | None = None
+    ) -> Outcome:
         if len(self._queue) >= self.max_queue:
             raise service_unavailable("Too many payments are waiting to be applied; retry shortly.")
         self.start()
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._queue.append(Request.new(tenant, plan, key, request_id, future))
+        self._queue.append(Request.new(tenant, plan, key, request_id, future, risk))
         self._wakeup.set()
         return await future
 
@@ -311,7 +340,7 @@ class GroupCommitter:
     async def _commit(self, batch: list[Request], footprint: set[uuid.UUID]) -> None:
         try:
             answers = await run_together(
-                self.pool, partial(_batch_tx, batch, self.retention), policy=self.retry, isolation=BATCH_ISOLATION,
+                self.pool, partial(batch_tx, batch, self.retention), policy=self.retry, isolation=BATCH_ISOLATION,
             )
         except (Exception, asyncio.CancelledError) as exc:  # the whole batch failed (503, a bug, or shutdown)
             if isinstance(exc, asyncio.CancelledError):
@@ -352,21 +381,23 @@ class _Rows:
 
     params: dict[str, list[Any]]
     touched: dict[uuid.UUID, list[int]]  # account -> [posted delta, pending delta]
+    risk_changed: set[uuid.UUID]  # accounts whose risk state the batch changed
 
     @classmethod
     def empty(cls) -> _Rows:
         names = ("p_ids p_tenants p_amounts p_captured p_fees p_nets p_currencies p_sources p_destinations "
-                 "p_statuses p_failures p_descriptions p_metadata p_expires v_ids v_tenants v_types v_data "
+                 "p_statuses p_failures p_descriptions p_metadata p_expires p_outcomes p_reviews "
+                 "r_ids r_tenants r_payments r_rules r_actions r_predicates v_ids v_tenants v_types v_data "
                  "e_ids e_tenants e_accounts e_seqs e_currencies e_kinds e_amounts e_balances e_payments "
                  "o_tenants o_keys o_statuses o_bodies o_payments").split()
-        return cls({name: [] for name in names}, {})
+        return cls({name: [] for name in names}, {}, set())
 
     def add(self, **values: Any) -> None:
         for name, value in values.items():
             self.params[name].append(value)
 
 
-async def _batch_tx(batch: list[Request], retention: timedelta, txn: Together) -> list[Answer]:
+async def batch_tx(batch: list[Request], retention: timedelta, txn: Together) -> list[Answer]:
     answers: list[Answer | None] = [None] * len(batch)
     tokens = [(r.tenant.id, r.key) for r in batch]
     assert len(set(tokens)) == len(tokens), "one key is in flight once per process (InFlight)"
@@ -375,7 +406,7 @@ async def _batch_tx(batch: list[Request], retention: timedelta, txn: Together) -
     # that turns out to be a replay locks its accounts for nothing, harmlessly).
     wanted = sorted({account for request in batch for account in request.accounts})
     claim_rows, lock_rows = await txn.send(
-        (CLAIM_MANY, _claim_params(batch)), (LOCK_ACCOUNTS, (arrays.uuids(wanted),)),
+        (CLAIM_MANY, _claim_params(batch)), (LOCK_ACCOUNTS_WITH_RISK, (arrays.uuids(wanted),)),
     )
     claimed = _claimed(claim_rows)
     accounts: dict[uuid.UUID, LockedAccount] = {row[0]: LockedAccount.from_row(row) for row in lock_rows}
@@ -405,8 +436,9 @@ async def _batch_tx(batch: list[Request], retention: timedelta, txn: Together) -
 
     out = _Rows.empty()
     forget: list[int] = []
+    now_s = int(now.timestamp())
     for i in todo:
-        answer = _apply_one(batch[i], accounts, now, out)
+        answer = _apply_one(batch[i], accounts, now, now_s, out)
         answers[i] = answer
         if isinstance(answer, ApiError):
             forget.append(i)  # a 400 the ledger found: nothing is stored, the key stays free
@@ -416,6 +448,7 @@ async def _batch_tx(batch: list[Request], retention: timedelta, txn: Together) -
     out.params["posted_deltas"] = [out.touched[a][0] for a in account_ids]
     out.params["pending_deltas"] = [out.touched[a][1] for a in account_ids]
     out.params["acct_seqs"] = [accounts[a].entry_seq for a in account_ids]
+    out.params["acct_risk_states"] = [accounts[a].risk_state if a in out.risk_changed else None for a in account_ids]
     params: dict[str, Any] = {name: WRITE_BATCH_ARRAYS[name](values) for name, values in out.params.items()}
     params["now"] = now
     # Round trip 2: the writes, then COMMIT.
@@ -475,8 +508,11 @@ async def _replays(
     return expired
 
 
-def _apply_one(request: Request, accounts: dict[uuid.UUID, LockedAccount], now: datetime, out: _Rows) -> Answer:
-    """One payment against the locked rows (which it updates for the payments after it)."""
+def _apply_one(
+    request: Request, accounts: dict[uuid.UUID, LockedAccount], now: datetime, now_s: int, out: _Rows
+) -> Answer:
+    """One payment against the locked rows (which it updates for the payments after it): risk decides
+    first (block, review or go on), then funds (decline or move the money)."""
     tenant, plan = request.tenant, request.plan
     source, destination = request.source, request.destination
     for param, account_id, text in (("source", source, plan.source), ("destination", destination, plan.destination)):
@@ -499,9 +535,37 @@ def _apply_one(request: Request, accounts: dict[uuid.UUID, LockedAccount], now: 
     assert fee == 0 or (fee_account is not None and fee_account in accounts), "a fee rule has its fee account"
 
     payment_id = ids.new_uuid()
-    src = accounts[source]
+    src, dst = accounts[source], accounts[destination]
+    risk = request.risk
+    assessment: RiskAssessment | None = None
+    if risk is not None:
+        assessment = risk.policy.assess(
+            amount_minor=plan.amount, currency=plan.currency, capture=plan.capture, source=plan.source,
+            destination=plan.destination, source_id=source.bytes, destination_id=destination.bytes,
+            metadata=plan.metadata, source_state=src.risk_state, source_created_at_s=_seconds(src),
+            destination_state=dst.risk_state, destination_created_at_s=_seconds(dst), now_s=now_s,
+        )
+        log_shadows(ids.encode(ids.PAYMENT, payment_id), assessment)
+
+    def outcome(outcome_type: OutcomeType) -> PaymentOutcome:
+        """The payment's outcome; it is recorded, so both accounts' risk states count it."""
+        if risk is None or assessment is None:
+            return not_assessed(outcome_type)
+        _record_risk(out, plan, now_s, src, dst, STATE_OUTCOMES[outcome_type])
+        return render(risk, assessment, outcome_type)
+
+    if assessment is not None and assessment.decision == "block":
+        payment = new_payment(plan, payment_id, now, "failed", failure_code="payment_blocked",
+                              outcome=outcome("blocked"))
+        # The message does not name the rule (brief section 8): rules are the tenant's, not the payer's.
+        error = ApiError("payment_blocked", "The payment was blocked by the risk controls.", payment=payment.id)
+        body = error.body(request.request_id)
+        _record(out, tenant, request.key, payment_id, payment, source, destination, None, 402, body, encode(payment))
+        return Outcome(402, body)
+
     if not src.allow_negative and src.available < plan.amount:
-        payment = new_payment(plan, payment_id, now, "failed", failure_code="insufficient_funds")
+        payment = new_payment(plan, payment_id, now, "failed", failure_code="insufficient_funds",
+                              outcome=outcome("declined"))
         error = ApiError(
             "insufficient_funds",
             f"The source account {plan.source} does not have {plan.amount} {plan.currency} available.",
@@ -511,6 +575,19 @@ def _apply_one(request: Request, accounts: dict[uuid.UUID, LockedAccount], now: 
         _record(out, tenant, request.key, payment_id, payment, source, destination, None, 402, body, encode(payment))
         return Outcome(402, body)
 
+    review: Review | None = None
+    if risk is not None and assessment is not None and assessment.decision == "review":
+        assert assessment.rule_index is not None, "a review is opened by a review rule"
+        review_id = ids.new_uuid()
+        review = Review(id=ids.encode(ids.REVIEW, review_id), payment=ids.encode(ids.PAYMENT, payment_id),
+                        reason="rule", rule=risk.rules[assessment.rule_index], open=True, closed_reason=None,
+                        created_at=rfc3339(now))
+        rule_id = ids.decode(ids.RULE, review.rule.id)
+        out.add(r_ids=review_id, r_tenants=tenant.id, r_payments=payment_id, r_rules=rule_id,
+                r_actions=review.rule.action, r_predicates=review.rule.predicate)
+        out.add(v_ids=ids.new_uuid(), v_tenants=tenant.id, v_types="review.opened", v_data=encode(review))
+    paid = outcome("authorized" if review is None else "manual_review")
+    review_text = None if review is None else review.id
     if plan.capture:
         postings = [Posting(source, "payment", -plan.amount)]
         if plan.amount - fee:
@@ -519,13 +596,15 @@ def _apply_one(request: Request, accounts: dict[uuid.UUID, LockedAccount], now: 
             assert fee_account is not None
             postings.append(Posting(fee_account, "fee", fee))
         writes = apply(accounts, postings)
-        payment = new_payment(plan, payment_id, now, "succeeded", captured=plan.amount)
+        payment = new_payment(plan, payment_id, now, "succeeded", captured=plan.amount, outcome=paid,
+                              review=review_text)
         expires_at = None
     else:
         assert plan.expires_in_s is not None
         writes = apply(accounts, [], pending_deltas={source: plan.amount})
         expires_at = now + timedelta(seconds=plan.expires_in_s)
-        payment = new_payment(plan, payment_id, now, "requires_capture", expires_at=expires_at)
+        payment = new_payment(plan, payment_id, now, "requires_capture", expires_at=expires_at, outcome=paid,
+                              review=review_text)
     for account_id, posted_delta, pending_delta in zip(
         writes.account_ids, writes.posted_deltas, writes.pending_deltas, strict=True
     ):
@@ -543,6 +622,24 @@ def _apply_one(request: Request, accounts: dict[uuid.UUID, LockedAccount], now: 
     return Outcome(201, body)
 
 
+def _seconds(account: LockedAccount) -> int:
+    assert account.created_at is not None, "the payment path's lock reads created_at"
+    return int(account.created_at.timestamp())
+
+
+def _record_risk(out: _Rows, plan: PaymentPlan, now_s: int, src: LockedAccount, dst: LockedAccount,
+                 state_outcome: str) -> None:
+    """Count the payment in the source's and the destination's risk state (in memory, for the
+    payments after it in the batch; written with the balances)."""
+    src.risk_state = risk_state_record(src.risk_state, now_s, as_source=True, counterparty_id=dst.id.bytes,
+                                       amount_minor=plan.amount, outcome=state_outcome)
+    dst.risk_state = risk_state_record(dst.risk_state, now_s, as_source=False, counterparty_id=src.id.bytes,
+                                       amount_minor=plan.amount, outcome=state_outcome)
+    for account in (src, dst):
+        out.risk_changed.add(account.id)
+        out.touched.setdefault(account.id, [0, 0])
+
+
 def _record(
     out: _Rows, tenant: Tenant, key: str, payment_id: uuid.UUID, payment: Payment, source: uuid.UUID,
     destination: uuid.UUID, expires_at: datetime | None, status_code: int, body: bytes, event_data: bytes,
@@ -551,14 +648,17 @@ def _record(
     out.add(p_ids=payment_id, p_tenants=tenant.id, p_amounts=payment.amount, p_captured=payment.amount_captured,
             p_fees=payment.fee, p_nets=payment.net, p_currencies=payment.currency, p_sources=source,
             p_destinations=destination, p_statuses=payment.status, p_failures=payment.failure_code,
-            p_descriptions=payment.description, p_metadata=payment.metadata, p_expires=expires_at)
+            p_descriptions=payment.description, p_metadata=payment.metadata, p_expires=expires_at,
+            p_outcomes=payment.outcome,
+            p_reviews=None if payment.review is None else ids.decode(ids.REVIEW, payment.review))
     out.add(v_ids=ids.new_uuid(), v_tenants=tenant.id, v_types=CREATION_EVENTS[payment.status], v_data=event_data)
     out.add(o_tenants=tenant.id, o_keys=key, o_statuses=status_code, o_bodies=body, o_payments=payment_id)
 
 
 def new_payment(
-    plan: PaymentPlan, payment_id: uuid.UUID, now: datetime, status: PaymentStatus, *, captured: int = 0,
-    expires_at: datetime | None = None, failure_code: str | None = None,
+    plan: PaymentPlan, payment_id: uuid.UUID, now: datetime, status: PaymentStatus, *, outcome: PaymentOutcome,
+    captured: int = 0, expires_at: datetime | None = None, failure_code: str | None = None,
+    review: str | None = None,
 ) -> Payment:
     """The payment as created: fee and net only once money moved (a capture)."""
     moved = status == "succeeded"
@@ -579,4 +679,7 @@ def new_payment(
         metadata=dict(plan.metadata),
         created_at=rfc3339(now),
         expires_at=None if expires_at is None else rfc3339(expires_at),
+        outcome=outcome,
+        review=review,
+        fraud_details=NO_FRAUD_REPORT,
     )

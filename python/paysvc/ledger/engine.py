@@ -1,12 +1,10 @@
 """The ledger engine: every write that moves money (or creates what money moves through) runs here,
-as one SERIALIZABLE transaction inside the retry helper, with its idempotency record.
+inside the retry helper, with its idempotency record.
 
-Statements per payment (capture or hold, success or decline):
-  1. INSERT idempotency claim … ON CONFLICT DO NOTHING RETURNING created_at  (also the tx timestamp)
-  2. SELECT the source, destination and fee accounts … ORDER BY id FOR UPDATE
-  3. one data-modifying statement: INSERT payment, INSERT its event (outbox), UPDATE balances (unnest),
-     INSERT entries (unnest), UPDATE the idempotency record with the response
-plus BEGIN and COMMIT. A replay is statements 1 and a lookup.
+Payments go through the group committer (ledger/batching.py: many per transaction, READ COMMITTED,
+lock then read then write); with PAYSVC_GROUP_COMMIT=false each payment is a batch of one, through
+the same code and statements. Each tenant's risk policy comes from the per-process cache
+(risk/cache.py) before the payment is queued.
 
 Captures, cancels, refunds and expiry are in ledger/lifecycle.py (their statements are listed there);
 the numbering of events for the feed is in ledger/events.py.
@@ -14,13 +12,13 @@ the numbering of events for the feed is in ledger/events.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
 from psycopg.types.json import Jsonb
 
@@ -28,25 +26,27 @@ from paysvc import ids, metrics
 from paysvc._native import AccountPlan, CancelPlan, CapturePlan, FeeRule, PaymentPlan, RefundPlan
 from paysvc.config import Settings
 from paysvc.db.pool import Pool
-from paysvc.db.retry import Conn, RetryPolicy, read_one, run_transaction
+from paysvc.db.retry import Conn, RetryPolicy, read_one, run_together, run_transaction
 from paysvc.errors import ApiError, not_found
 from paysvc.ledger import events, idempotency, lifecycle
-from paysvc.ledger.batching import CREATION_EVENTS, GroupCommitter, new_payment
+from paysvc.ledger.batching import BATCH_ISOLATION, GroupCommitter, Request, batch_tx
 from paysvc.ledger.idempotency import InFlight, Outcome
 from paysvc.ledger.locks import AccountLocks
-from paysvc.ledger.postings import LOCK_ACCOUNTS, Posting, Writes, apply, lock_rows_of_tenant, no_writes
 from paysvc.resources import (
     Account,
     Balance,
     FeeRuleOut,
     FeeScheduleOut,
-    Payment,
     account_from_row,
     encode,
 )
+from paysvc.risk.cache import RiskCache
 from paysvc.tenants import Tenant
 from paysvc.timefmt import rfc3339
 
+# One payment in one statement: the payment, its event, balances, entries and the idempotency record.
+# The service writes payments with batching.WRITE_BATCH (which also carries risk); this is the
+# single-payment SQL `paysvc bench` runs in pgbench as the database's own ceiling (bench/pgbench.py).
 WRITE_PAYMENT = """
 WITH pay AS (
     INSERT INTO payments (id, tenant_id, amount, amount_captured, amount_refunded, fee, net, currency,
@@ -145,9 +145,10 @@ class EngineConfig:
 
 
 class LedgerEngine:
-    def __init__(self, pool: Pool, config: EngineConfig) -> None:
+    def __init__(self, pool: Pool, config: EngineConfig, risk: RiskCache | None = None) -> None:
         self.pool = pool
         self.config = config
+        self.risk = risk  # the tenants' risk policies (None: payments are not assessed)
         self.in_flight = InFlight()
         self.locks = AccountLocks()
         self.committer: GroupCommitter | None = None
@@ -177,137 +178,24 @@ class LedgerEngine:
         return outcome
 
     async def _create_payment(self, tenant: Tenant, plan: PaymentPlan, key: str, request_id: str) -> Outcome:
+        risk = None
+        if self.risk is not None:
+            risk = self.risk.cached(tenant.id) or await self.risk.get(tenant.id)
         with self.in_flight.claim(tenant.id, key):
             if self.committer is not None:  # many payments per transaction (ledger/batching.py)
-                return await self.committer.submit(tenant, plan, key, request_id)
-            # One transaction per payment (PAYSVC_GROUP_COMMIT=false; also the SQL `paysvc bench` runs
-            # in pgbench as the database's single-payment ceiling).
-            source = ids.decode(ids.ACCOUNT, plan.source)
-            destination = ids.decode(ids.ACCOUNT, plan.destination)
-            fee_account = tenant.fee_accounts.get(plan.currency) if plan.fee else None
-            lock_ids = [a for a in (source, destination, fee_account) if a is not None]
-            work = partial(
-                self._payment_tx, tenant, plan, key, request_id, source, destination, fee_account, lock_ids
-            )
-            async with self.locks.hold(lock_ids):
-                return await run_transaction(self.pool, work, policy=self.config.retry, idempotent=True)
-
-    async def _payment_tx(
-        self,
-        tenant: Tenant,
-        plan: PaymentPlan,
-        key: str,
-        request_id: str,
-        source: uuid.UUID | None,
-        destination: uuid.UUID | None,
-        fee_account: uuid.UUID | None,
-        lock_ids: list[uuid.UUID],
-        conn: Conn,
-    ) -> Outcome:
-        now = await self._claim(conn, tenant, key, plan.fingerprint)
-        if isinstance(now, Outcome):
-            return now
-        rows = await (await conn.execute(LOCK_ACCOUNTS, (lock_ids,))).fetchall()
-        accounts = lock_rows_of_tenant(rows, tenant.id)
-        for param, account_id, text in (("source", source, plan.source),
-                                         ("destination", destination, plan.destination)):
-            if account_id is None or account_id not in accounts:
-                error = not_found("account", text, param=param)
-                return await self._store_error(conn, tenant, key, error, request_id)
-        assert source is not None and destination is not None
-        for account_id in (source, destination):
-            if accounts[account_id].currency != plan.currency:
-                raise ApiError(
-                    "currency_mismatch",
-                    f"The payment is in {plan.currency} but account "
-                    f"{ids.encode(ids.ACCOUNT, account_id)} holds {accounts[account_id].currency}.",
-                    param="currency",
+                return await self.committer.submit(tenant, plan, key, request_id, risk)
+            # One transaction per payment (PAYSVC_GROUP_COMMIT=false): a batch of one, so a payment is
+            # decided by the same code (risk, then funds) and written by the same statements.
+            future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+            request = Request.new(tenant, plan, key, request_id, future, risk)
+            async with self.locks.hold(list(request.accounts)):
+                (answer,) = await run_together(
+                    self.pool, partial(batch_tx, [request], self.config.idempotency_retention),
+                    policy=self.config.retry, isolation=BATCH_ISOLATION,
                 )
-        if fee_account is not None and fee_account not in accounts:
-            raise AssertionError("a fee rule always has its fee account")
-
-        payment_id = ids.new_uuid()
-        src = accounts[source]
-        if not src.allow_negative and src.available < plan.amount:
-            return await self._decline(conn, tenant, key, plan, payment_id, now, request_id)
-
-        fee = plan.fee or 0
-        if plan.capture:
-            postings = [Posting(source, "payment", -plan.amount)]
-            if plan.amount - fee:
-                postings.append(Posting(destination, "payment", plan.amount - fee))
-            if fee:
-                assert fee_account is not None
-                postings.append(Posting(fee_account, "fee", fee))
-            writes = apply(accounts, postings)
-            payment = new_payment(plan, payment_id, now, "succeeded", captured=plan.amount)
-        else:
-            assert plan.expires_in_s is not None
-            writes = apply(accounts, [], pending_deltas={source: plan.amount})
-            payment = new_payment(plan, payment_id, now, "requires_capture",
-                                   expires_at=now + timedelta(seconds=plan.expires_in_s))
-        body = encode(payment)
-        await self._write_payment(conn, tenant, key, payment_id, payment, writes, 201, body)
-        return Outcome(201, body)
-
-    async def _decline(
-        self,
-        conn: Conn,
-        tenant: Tenant,
-        key: str,
-        plan: PaymentPlan,
-        payment_id: uuid.UUID,
-        now: datetime,
-        request_id: str,
-    ) -> Outcome:
-        payment = new_payment(plan, payment_id, now, "failed", failure_code="insufficient_funds")
-        error = ApiError(
-            "insufficient_funds",
-            f"The source account {plan.source} does not have {plan.amount} {plan.currency} available.",
-            param="source",
-            payment=payment.id,
-        )
-        body = error.body(request_id)
-        await self._write_payment(conn, tenant, key, payment_id, payment, no_writes(), 402, body)
-        return Outcome(402, body)
-
-    async def _write_payment(
-        self,
-        conn: Conn,
-        tenant: Tenant,
-        key: str,
-        payment_id: uuid.UUID,
-        payment: Payment,
-        writes: Writes,
-        status_code: int,
-        body: bytes,
-    ) -> None:
-        """One statement: the payment row, its balance changes and entries, the idempotency record."""
-        params: dict[str, Any] = {
-            "id": payment_id,
-            "tenant": tenant.id,
-            "amount": payment.amount,
-            "captured": payment.amount_captured,
-            "fee": payment.fee,
-            "net": payment.net,
-            "currency": payment.currency,
-            "source": ids.decode(ids.ACCOUNT, payment.source),
-            "destination": ids.decode(ids.ACCOUNT, payment.destination),
-            "status": payment.status,
-            "failure_code": payment.failure_code,
-            "description": payment.description,
-            "metadata": Jsonb(payment.metadata),
-            "created_at": payment.created_at,
-            "expires_at": payment.expires_at,
-            "status_code": status_code,
-            "body": body,
-            "key": key,
-            "event": ids.new_uuid(),
-            "event_type": CREATION_EVENTS[payment.status],
-            "event_data": body if status_code == 201 else encode(payment),
-        }
-        params.update(writes.params())
-        await conn.execute(WRITE_PAYMENT, params)
+            if isinstance(answer, ApiError):
+                raise answer
+            return answer
 
     # ---- lifecycle: capture, cancel, refund, expiry (ledger/lifecycle.py) -----------------------
 

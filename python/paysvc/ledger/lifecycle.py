@@ -37,23 +37,35 @@ from paysvc.errors import ApiError, from_core, invalid_state, not_found
 from paysvc.ledger import idempotency
 from paysvc.ledger.idempotency import Outcome
 from paysvc.ledger.postings import LOCK_ACCOUNTS, LockedAccount, Posting, Writes, apply, lock_rows_of_tenant
-from paysvc.resources import EventType, Payment, Refund, encode, payment_from_row
+from paysvc.resources import (
+    EventType,
+    Payment,
+    Refund,
+    Review,
+    ReviewClosedReason,
+    encode,
+    payment_from_row,
+    review_from_row,
+)
 from paysvc.tenants import Tenant
 from paysvc.timefmt import rfc3339
 
-# The 16 payment columns in payment_from_row's order, then tenant_id, last_event_at, now().
+# The 19 payment columns in payment_from_row's order, then tenant_id, last_event_at, now().
 LOCK_PAYMENT = """
 SELECT id, amount, amount_captured, amount_refunded, fee, net, currency, source_id, destination_id,
        status, failure_code, cancellation_reason, description, metadata, created_at, expires_at,
-       tenant_id, last_event_at, now()
+       outcome, review_id, user_report, tenant_id, last_event_at, now()
 FROM payments WHERE id = %s FOR UPDATE"""
 
 WRITE_CHANGE = """
 WITH pay AS (
     UPDATE payments
     SET status = %(status)s, amount_captured = %(captured)s, amount_refunded = %(refunded)s, fee = %(fee)s,
-        net = %(net)s, cancellation_reason = %(reason)s, last_event_at = %(at)s
+        net = %(net)s, cancellation_reason = %(reason)s, last_event_at = %(last_at)s
     WHERE id = %(payment)s
+), rev AS (
+    UPDATE reviews SET open = false, closed_reason = %(review_closed)s
+    WHERE id = %(review)s::UUID AND %(review_closed)s::TEXT IS NOT NULL
 ), ref AS (
     INSERT INTO refunds (id, tenant_id, payment_id, amount, status, metadata, created_at)
     SELECT %(refund)s::UUID, %(tenant)s, %(payment)s, %(refund_amount)s::BIGINT, 'succeeded',
@@ -77,11 +89,18 @@ WITH pay AS (
          AS e(id, account_id, seq, kind, amount, balance_after)
 ), ev AS (
     INSERT INTO events (id, tenant_id, type, data, created_at)
-    VALUES (%(event)s, %(tenant)s, %(event_type)s, %(event_data)s, %(at)s)
+    SELECT v.id, %(tenant)s, v.type, v.data, v.created_at
+    FROM unnest(%(v_ids)s::UUID[], %(v_types)s::TEXT[], %(v_data)s::BYTEA[], %(v_ats)s::TIMESTAMPTZ[])
+         AS v(id, type, data, created_at)
 )
 UPDATE idempotency_keys SET status_code = %(status_code)s, response_body = %(body)s, payment_id = %(payment)s
 WHERE tenant_id = %(tenant)s AND idem_key = %(key)s
 """
+
+LOCK_REVIEW = (
+    "SELECT id, payment_id, rule_id, rule_action, rule_predicate, open, closed_reason, created_at "
+    "FROM reviews WHERE id = %s FOR UPDATE"
+)
 
 _TICK = timedelta(microseconds=1)
 
@@ -98,6 +117,7 @@ class LockedPayment:
     last_event_at: datetime
     now: datetime
     resource: Payment
+    review_id: uuid.UUID | None
 
     @property
     def status(self) -> str:
@@ -120,7 +140,7 @@ async def lock_payment(conn: Conn, payment_id: uuid.UUID, tenant_id: uuid.UUID |
     row: tuple[Any, ...] | None = await (await conn.execute(LOCK_PAYMENT, (payment_id,))).fetchone()
     if row is None:
         return None
-    owner, last_event_at, now = row[16], row[17], row[18]
+    owner, last_event_at, now = row[19], row[20], row[21]
     if tenant_id is not None and owner != tenant_id:
         return None
     created_at, expires_at = row[14], row[15]
@@ -132,7 +152,8 @@ async def lock_payment(conn: Conn, payment_id: uuid.UUID, tenant_id: uuid.UUID |
         expires_at=expires_at,
         last_event_at=last_event_at or created_at,
         now=now,
-        resource=payment_from_row(row[:16]),
+        resource=payment_from_row(row[:19]),
+        review_id=row[17],
     )
 
 
@@ -192,12 +213,22 @@ class Change:
     event_data: bytes
     refund_id: uuid.UUID | None = None
     refund: Refund | None = None
+    closed_review: Review | None = None  # the payment's review, closed by this transition
 
 
 async def write_change(
     conn: Conn, locked: LockedPayment, change: Change, key: str | None, status_code: int, body: bytes
 ) -> None:
     after = change.payment
+    at = locked.event_time
+    event_ids, event_types, event_data, event_ats = [ids.new_uuid()], [change.event_type], [change.event_data], [at]
+    closed = change.closed_review
+    if closed is not None:  # review.closed right after the transition's own event
+        at += _TICK
+        event_ids.append(ids.new_uuid())
+        event_types.append("review.closed")
+        event_data.append(encode(closed))
+        event_ats.append(at)
     params: dict[str, Any] = {
         "payment": locked.id,
         "tenant": locked.tenant_id,
@@ -209,12 +240,16 @@ async def write_change(
         "net": after.net,
         "reason": after.cancellation_reason,
         "at": locked.event_time,
+        "last_at": at,
+        "review": locked.review_id,
+        "review_closed": None if closed is None else closed.closed_reason,
         "refund": change.refund_id,
         "refund_amount": None if change.refund is None else change.refund.amount,
         "refund_metadata": None if change.refund is None else Jsonb(change.refund.metadata),
-        "event": ids.new_uuid(),
-        "event_type": change.event_type,
-        "event_data": change.event_data,
+        "v_ids": event_ids,
+        "v_types": event_types,
+        "v_data": event_data,
+        "v_ats": event_ats,
         "status_code": status_code,
         "body": body,
         "key": key,
@@ -226,14 +261,28 @@ async def write_change(
 # ---- the transitions ---------------------------------------------------------------------------
 
 
+async def close_review(conn: Conn, locked: LockedPayment, reason: ReviewClosedReason) -> Review | None:
+    """The payment's review as this transition closes it; None if it has none or it is closed."""
+    if locked.review_id is None:
+        return None
+    row: tuple[Any, ...] | None = await (await conn.execute(LOCK_REVIEW, (locked.review_id,))).fetchone()
+    assert row is not None, "a payment's review exists"
+    review = review_from_row(row)
+    if not review.open:
+        return None
+    return msgspec.structs.replace(review, open=False, closed_reason=reason)
+
+
 async def release_hold(conn: Conn, locked: LockedPayment, reason: str) -> Change:
-    """Cancel or expire a hold: the source's pending shrinks by the authorized amount."""
+    """Cancel or expire a hold: the source's pending shrinks by the authorized amount; a review of
+    the payment is closed as canceled."""
     assert locked.status == "requires_capture"
     accounts = await lock_accounts(conn, locked)
     writes = apply(accounts, [], pending_deltas={locked.source_id: -locked.resource.amount})
     after = msgspec.structs.replace(locked.resource, status="canceled", cancellation_reason=reason)
     event_type: EventType = "payment.expired" if reason == "expired" else "payment.canceled"
-    return Change(payment=after, writes=writes, event_type=event_type, event_data=encode(after))
+    return Change(payment=after, writes=writes, event_type=event_type, event_data=encode(after),
+                  closed_review=await close_review(conn, locked, "canceled"))
 
 
 async def expire_due(conn: Conn, payment_id: uuid.UUID) -> bool:
@@ -373,9 +422,11 @@ async def refund(conn: Conn, target: Target, plan: RefundPlan) -> Outcome:
     )
     body = encode(refund_object)
     after = msgspec.structs.replace(payment, amount_refunded=payment.amount_refunded + amount)
+    fraudulent = payment.fraud_details.user_report == "fraudulent"
     change = Change(
         payment=after, writes=writes, event_type="refund.succeeded", event_data=body,
         refund_id=refund_id, refund=refund_object,
+        closed_review=await close_review(conn, locked, "refunded_as_fraud" if fraudulent else "refunded"),
     )
     await write_change(conn, locked, change, target.key, 201, body)
     return Outcome(201, body)

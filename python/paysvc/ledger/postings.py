@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from paysvc import ids
@@ -22,6 +23,14 @@ LOCK_ACCOUNTS = (
 )
 
 
+# The same lock for the payment path (ledger/batching.py), which also reads what risk needs: the
+# account's risk state and creation time.
+LOCK_ACCOUNTS_WITH_RISK = (
+    "SELECT id, tenant_id, currency, allow_negative, posted, pending, entry_seq, risk_state, created_at "
+    "FROM accounts WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+)
+
+
 @dataclass(slots=True)
 class LockedAccount:
     id: uuid.UUID
@@ -31,6 +40,8 @@ class LockedAccount:
     posted: int
     pending: int
     entry_seq: int
+    risk_state: bytes | None = None  # only read by LOCK_ACCOUNTS_WITH_RISK
+    created_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> LockedAccount:
