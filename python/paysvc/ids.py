@@ -13,6 +13,8 @@ ENTRY: Final = "ent_"
 EVENT: Final = "evt_"
 REQUEST: Final = "req_"
 TENANT: Final = "ten_"
+WEBHOOK_ENDPOINT: Final = "we_"
+WEBHOOK_DELIVERY: Final = "whd_"
 
 _HEX = frozenset("0123456789abcdef")
 

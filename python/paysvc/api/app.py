@@ -25,11 +25,13 @@ from paysvc.api.events import EventController
 from paysvc.api.fees import FeeScheduleController
 from paysvc.api.payments import BATCH_PATH, PaymentController
 from paysvc.api.system import create_tenant, healthz, metrics_endpoint, readyz
+from paysvc.api.webhooks import WebhookEndpointController
 from paysvc.config import Settings
 from paysvc.db.pool import make_pool
 from paysvc.ledger import housekeeping
 from paysvc.ledger.engine import EngineConfig, LedgerEngine
 from paysvc.logs import configure_logging
+from paysvc.webhooks.deliverer import Deliverer, DelivererConfig
 
 
 def provide_engine(state: State, tenant: TenantDep) -> LedgerEngine:
@@ -64,6 +66,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 engine, settings.expiry_sweep_interval_s, settings.events_sequence_interval_ms / 1000
             )
         ]
+        if settings.webhook_deliver_in_api:  # beside the API, with its own bounded concurrency
+            deliverer = Deliverer(pool, DelivererConfig.from_settings(settings))
+            background.append(asyncio.create_task(deliverer.run_forever(), name="webhook deliverer"))
         # Everything alive now (modules, the app, routes, the pool) lives as long as the process:
         # frozen, it is no longer scanned by each full garbage collection.
         gc.collect()
@@ -82,7 +87,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     app = Litestar(
         route_handlers=[
-            AccountController, PaymentController, EventController, FeeScheduleController,
+            AccountController, PaymentController, EventController, FeeScheduleController, WebhookEndpointController,
             create_tenant, healthz, readyz, metrics_endpoint,
         ],
         dependencies={
