@@ -210,10 +210,10 @@ async def _post(client: httpx.AsyncClient, target: ssrf.Target, address: ssrf.IP
 class Deliverer:
     """Leases and makes attempts until cancelled. ``wake()`` makes it look for due work at once."""
 
-    def __init__(self, pool: Pool, config: DelivererConfig) -> None:
+    def __init__(self, pool: Pool, config: DelivererConfig, lease_s: float | None = None) -> None:
         self.pool = pool
         self.config = config
-        self.lease_s = config.timeout_s + LEASE_MARGIN_S
+        self.lease_s = config.timeout_s + LEASE_MARGIN_S if lease_s is None else lease_s
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
 
