@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import os
+import signal
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -251,3 +254,25 @@ def test_signature_matches_the_standard_webhooks_reference() -> None:
                                                             body)
     Webhook(secret).verify(body, headers)
     Webhook(other).verify(body, headers)
+
+
+async def test_paysvc_webhooks_run_delivers_in_a_process_of_its_own(own_pool: Pool, own_database: str) -> None:
+    tenant = await _tenant(own_pool)
+    async with Receiver() as receiver:
+        secret = signing.new_secret()
+        await _endpoint(own_pool, tenant, receiver.url, ["*"], secret)
+        made = await _events(own_pool, tenant, 3)  # numbered by the process itself
+        env = {**os.environ, "PAYSVC_DATABASE_URL": own_database, "PAYSVC_WEBHOOK_ALLOW_PRIVATE": "true",
+               "PAYSVC_EVENTS_SEQUENCE_INTERVAL_MS": "100", "PAYSVC_POOL_SIZE": "2"}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; from paysvc.cli import main; sys.exit(main())", "webhooks", "run",
+            env=env, stderr=asyncio.subprocess.PIPE)
+        try:
+            received = await receiver.wait_for(3, timeout_s=30)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _out, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, err.decode()
+        assert {r.headers["webhook-id"] for r in received} == {ids.encode(ids.EVENT, e) for e in made}
+        for request in received:
+            Webhook(secret).verify(request.body, request.headers)
