@@ -196,6 +196,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     options = bench.Options(
         processes=args.processes, duration_s=args.duration, connections=args.connections,
         out_dir=Path(args.out), scenarios=scenarios, as_json=args.json,
+        webhook_hanging_endpoint=args.webhook_hanging_endpoint,
     )
     return bench.main(settings, options)
 
@@ -255,6 +256,9 @@ def parser() -> argparse.ArgumentParser:
                        help="comma-separated subset of spread,hot_merchant,read_heavy,open_loop,committer "
                             "(default all)")
     bench.add_argument("--json", action="store_true", help="print the JSON report instead of a table")
+    bench.add_argument("--webhook-hanging-endpoint", action="store_true",
+                       help="register a webhook endpoint for every event whose receiver never answers "
+                            "(compare spread with and without it)")
     bench.set_defaults(func=cmd_bench)
 
     webhooks = commands.add_parser("webhooks", help="webhook delivery")
