@@ -155,13 +155,12 @@ def cmd_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_webhooks_run(settings: Settings, args: argparse.Namespace) -> int:
     """Deliver webhooks in this process until SIGTERM/SIGINT (API processes also do, unless
     PAYSVC_WEBHOOK_DELIVER_IN_API=false). It numbers new events too, which makes their deliveries."""
-    from paysvc.db.pool import make_pool
     from paysvc.db.retry import RetryPolicy
     from paysvc.ledger import events, housekeeping
-    from paysvc.webhooks.deliverer import Deliverer, DelivererConfig
+    from paysvc.webhooks.deliverer import Deliverer, DelivererConfig, make_deliverer_pool
 
     async def run(url: str) -> None:
-        pool = make_pool(settings, url)
+        pool = make_deliverer_pool(settings, url)
         await pool.open(wait=True, timeout=max(5.0, settings.connect_timeout_s * 2.0))
         config = DelivererConfig.from_settings(settings)
         policy = RetryPolicy(settings.tx_max_attempts, settings.tx_backoff_base_ms, settings.tx_backoff_cap_ms)

@@ -57,6 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_retry_schedule_s: str = "5,300,1800,7200,18000,36000,36000"
     webhook_secret_overlap_s: int = 86_400
     webhook_concurrency: int = 16  # attempts in flight at once, per deliverer
+    webhook_pool_size: int = 2  # the deliverer's own connections, apart from the API's pool
     webhook_poll_interval_ms: int = 250
     # An endpoint whose deliveries end failed this many times in a row (no success between) is
     # disabled, as Stripe does with endpoints failing for days; 0 never disables.
@@ -90,6 +91,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         _require(0 <= self.webhook_secret_overlap_s <= 30 * 86_400,
                  "PAYSVC_WEBHOOK_SECRET_OVERLAP_S must be between 0 and 2592000")
         _require(1 <= self.webhook_concurrency <= 1_000, "PAYSVC_WEBHOOK_CONCURRENCY must be between 1 and 1000")
+        _require(1 <= self.webhook_pool_size <= 100, "PAYSVC_WEBHOOK_POOL_SIZE must be between 1 and 100")
         _require(10 <= self.webhook_poll_interval_ms <= 60_000,
                  "PAYSVC_WEBHOOK_POLL_INTERVAL_MS must be between 10 and 60000")
         _require(self.webhook_disable_after_failed_deliveries >= 0,

@@ -27,11 +27,11 @@ from paysvc.api.payments import BATCH_PATH, PaymentController
 from paysvc.api.system import create_tenant, healthz, metrics_endpoint, readyz
 from paysvc.api.webhooks import WebhookEndpointController
 from paysvc.config import Settings
-from paysvc.db.pool import make_pool
+from paysvc.db.pool import Pool, make_pool
 from paysvc.ledger import housekeeping
 from paysvc.ledger.engine import EngineConfig, LedgerEngine
 from paysvc.logs import configure_logging
-from paysvc.webhooks.deliverer import Deliverer, DelivererConfig
+from paysvc.webhooks.deliverer import Deliverer, DelivererConfig, make_deliverer_pool
 
 
 def provide_engine(state: State, tenant: TenantDep) -> LedgerEngine:
@@ -66,8 +66,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 engine, settings.expiry_sweep_interval_s, settings.events_sequence_interval_ms / 1000
             )
         ]
-        if settings.webhook_deliver_in_api:  # beside the API, with its own bounded concurrency
-            deliverer = Deliverer(pool, DelivererConfig.from_settings(settings))
+        webhook_pool: Pool | None = None
+        if settings.webhook_deliver_in_api:  # beside the API, with its own pool and bounded concurrency
+            webhook_pool = make_deliverer_pool(settings, database_url)
+            await webhook_pool.open(wait=False)
+            deliverer = Deliverer(webhook_pool, DelivererConfig.from_settings(settings))
             background.append(asyncio.create_task(deliverer.run_forever(), name="webhook deliverer"))
         # Everything alive now (modules, the app, routes, the pool) lives as long as the process:
         # frozen, it is no longer scanned by each full garbage collection.
@@ -83,6 +86,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await engine.close()
+            if webhook_pool is not None:
+                await webhook_pool.close()
             await pool.close()
 
     app = Litestar(

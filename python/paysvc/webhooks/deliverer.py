@@ -3,7 +3,7 @@
 Runs in every API process (beside the API, started in the app's lifespan) and as
 ``paysvc webhooks run``. Any number of deliverers share the work safely:
 
-1. lease (a short transaction): ``SELECT … FOR UPDATE SKIP LOCKED LIMIT n`` over the due pending
+1. lease (one statement, its own short transaction): ``SELECT … FOR UPDATE SKIP LOCKED LIMIT n`` over the due pending
    rows, which are then stamped with a fresh ``lease_id`` and moved to ``next_attempt_at = now() +
    the lease time`` (longer than an attempt may take). Another deliverer skips them while the lease
    transaction runs and finds them not due afterwards; a deliverer that dies mid-attempt leaves them
@@ -16,7 +16,8 @@ Runs in every API process (beside the API, started in the app's lifespan) and as
 The HTTP client is one pooled ``httpx.AsyncClient`` per deliverer (no redirects, TLS verified) and
 attempts in flight are bounded by ``PAYSVC_WEBHOOK_CONCURRENCY``. None of this touches the payment
 path: deliveries are made by the events sequencer, the deliverer's own statements touch only
-webhook rows, and its pool connections are the only shared resource.
+webhook rows, and it has its own small connection pool (``make_deliverer_pool``), so a burst of
+attempts never takes a connection a payment is waiting for.
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import msgspec
 import psycopg
 
 import paysvc
 from paysvc import ids, metrics
 from paysvc.config import Settings
-from paysvc.db.pool import Pool
-from paysvc.db.retry import Conn, RetryPolicy, read_all, read_one, run_transaction
+from paysvc.db.pool import Pool, make_pool
+from paysvc.db.retry import Conn, RetryPolicy, read_all, read_one, run_read, run_transaction
 from paysvc.errors import ApiError
 from paysvc.resources import encode, event_from_row
 from paysvc.webhooks import signing, ssrf
@@ -145,6 +147,14 @@ class DelivererConfig:
             disable_after_failed_deliveries=settings.webhook_disable_after_failed_deliveries,
             retry=RetryPolicy(settings.tx_max_attempts, settings.tx_backoff_base_ms, settings.tx_backoff_cap_ms),
         )
+
+
+def make_deliverer_pool(settings: Settings, url: str) -> Pool:
+    """The deliverer's own connections. Its transactions are short and few per attempt; waiting
+    longer for one of them is harmless (the lease outlasts it), so the acquire timeout is generous."""
+    own = msgspec.structs.replace(settings, pool_size=settings.webhook_pool_size,
+                                  pool_acquire_timeout_ms=max(settings.pool_acquire_timeout_ms, 30_000))
+    return make_pool(own, url)
 
 
 def make_client(config: DelivererConfig) -> httpx.AsyncClient:
@@ -264,7 +274,10 @@ class Deliverer:
             rows: list[tuple[Any, ...]] = await (await conn.execute(LEASE, params)).fetchall()
             return [row[0] for row in rows]
 
-        leased = await run_transaction(self.pool, take, policy=self.config.retry, idempotent=True)
+        # One statement in autocommit: its own short transaction, one round trip when idle. Re-run
+        # only on 40001/40P01 (it did not commit); an unknown outcome is not re-run (run_read), and
+        # rows it may have leased are simply due again when the lease runs out.
+        leased = await run_read(self.pool, take)
         if not leased:
             return []
         rows = await read_all(self.pool, LEASED, (leased, lease_id))
