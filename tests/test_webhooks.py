@@ -431,3 +431,24 @@ async def test_openapi_documents_the_webhook_routes(http: httpx.AsyncClient) -> 
     retry = paths["/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/retry"]["post"]
     assert {"200", "404", "409"} <= set(retry["responses"])
     assert json.dumps(document).count("webhook_delivery") >= 1
+
+
+async def test_first_attempts_go_out_within_2_s_with_the_default_intervals(app_server: RunningServer) -> None:
+    """The sequencer's and the deliverer's default intervals together keep the brief's 2 s."""
+    settings = msgspec.structs.replace(app_server.settings, webhook_deliver_in_api=True, webhook_allow_private=True)
+    defaults = type(settings)()
+    assert (settings.events_sequence_interval_ms, settings.webhook_poll_interval_ms) == (
+        defaults.events_sequence_interval_ms, defaults.webhook_poll_interval_ms)
+    async with extra_server(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as client, \
+            Receiver() as receiver:
+        api = await new_tenant(client, "prompt")
+        await _endpoint(api, receiver.url, ["payment.succeeded"])
+        funding = await api.account(allow_negative=True)
+        customer = await api.account()
+        for n in range(5):
+            committed = time.monotonic()
+            r = await api.pay(funding["id"], customer["id"], 100)
+            assert r.status_code == 201, r.text
+            arrived = (await receiver.wait_for(n + 1, timeout_s=10))[n]
+            assert arrived.at - committed < 2.0, arrived.at - committed
+            await asyncio.sleep(0.37 * n)  # at different points of the intervals
