@@ -9,7 +9,10 @@ import asyncio
 import dataclasses
 import ipaddress
 import os
+import shutil
 import signal
+import ssl
+import subprocess
 import sys
 import time
 import uuid
@@ -276,3 +279,46 @@ async def test_paysvc_webhooks_run_delivers_in_a_process_of_its_own(own_pool: Po
         assert {r.headers["webhook-id"] for r in received} == {ids.encode(ids.EVENT, e) for e in made}
         for request in received:
             Webhook(secret).verify(request.body, request.headers)
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
+    """A CA, and a certificate for localhost it signed (made with the openssl command)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make test certificates")
+    d = tmp_path_factory.mktemp("tls")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=paysvc test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost")
+    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "leaf.pem", "-days", "2", "-extfile", "ext.cnf")
+    return str(d / "ca.pem"), str(d / "leaf.pem"), str(d / "leaf.key")
+
+
+async def test_https_attempts_verify_the_certificate_for_the_urls_host(tls_files: tuple[str, str, str]) -> None:
+    """The attempt connects to the checked address, yet TLS names and verifies the URL's host."""
+    ca, cert, key = tls_files
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    async with Receiver(tls=server_tls) as receiver:
+        config = _config()
+        trusting = ssl.create_default_context(cafile=ca)
+        async with make_client(config, verify=trusting) as client:
+            outcome = await attempt(client, _job(f"https://localhost:{receiver.port}/tls"), config)
+            assert outcome == Outcome(True, 200, None)
+            (request,) = receiver.received
+            assert request.headers["host"] == f"localhost:{receiver.port}" and request.path == "/tls"
+            # The certificate names localhost, not 127.0.0.1: an IP URL fails verification.
+            outcome = await attempt(client, _job(f"https://127.0.0.1:{receiver.port}/tls"), config)
+            assert not outcome.succeeded and outcome.status_code is None, outcome
+        # The system's CAs do not know the test CA: verification fails, nothing is sent.
+        async with make_client(config) as client:
+            outcome = await attempt(client, _job(f"https://localhost:{receiver.port}/tls"), config)
+        assert not outcome.succeeded and outcome.error is not None and "CERTIFICATE" in outcome.error.upper(), outcome
+        assert len(receiver.received) == 1

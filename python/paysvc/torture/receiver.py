@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,8 +38,9 @@ HANG = Answer(hang=True)
 
 
 class Receiver:
-    def __init__(self, behaviour: Behaviour | None = None) -> None:
+    def __init__(self, behaviour: Behaviour | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.behaviour: Behaviour = behaviour or (lambda _request: OK)
+        self.tls = tls
         self.received: list[Received] = []
         self.arrived = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -47,10 +49,10 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/hooks"
 
     async def start(self) -> Receiver:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=MAX_HEADER_BYTES)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=MAX_HEADER_BYTES, ssl=self.tls)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self
 
@@ -93,7 +95,7 @@ class Receiver:
                 head += [f"{name}: {value}" for name, value in answer.headers.items()]
                 writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + answer.body)
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             return
         finally:
             self._writers.discard(writer)

@@ -13,7 +13,7 @@ Runs in every API process (beside the API, started in the app's lifespan) and as
 3. record (a short transaction, only while the lease is still ours): succeeded, or the next attempt
    after the schedule's delay, or failed after the last one.
 
-The HTTP client is one pooled ``httpx.AsyncClient`` per deliverer (no redirects, TLS verified) and
+The HTTP clients are pooled ``httpx.AsyncClient``s, one per URL host (``Clients``: no redirects, TLS verified), and
 attempts in flight are bounded by ``PAYSVC_WEBHOOK_CONCURRENCY``. None of this touches the payment
 path: deliveries are made by the events sequencer, the deliverer's own statements touch only
 webhook rows, and it has its own small connection pool (``make_deliverer_pool``), so a burst of
@@ -25,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -50,6 +52,7 @@ MAX_RESPONSE_BYTES = 64 * 1024
 LEASE_MARGIN_S = 30.0  # beyond the attempt's timeout, for resolution, recording, a slow loop
 BACKLOG_INTERVAL_S = 10.0
 MAX_ERROR_CHARS = 500
+MAX_CLIENTS = 256  # HTTP clients kept (one per endpoint URL host), the most recently used
 USER_AGENT = f"paysvc-webhooks/{paysvc.__version__}"
 
 LEASE = """
@@ -157,21 +160,64 @@ def make_deliverer_pool(settings: Settings, url: str) -> Pool:
     return make_pool(own, url)
 
 
-def make_client(config: DelivererConfig) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
-    return httpx.AsyncClient(
-        follow_redirects=False, verify=True, timeout=httpx.Timeout(config.timeout_s), limits=limits,
-        trust_env=False,  # never through a proxy from the environment: we connect to checked addresses
-    )
+class Clients:
+    """Pooled HTTP clients, one per (scheme, host, port) of the endpoints' URLs, the most recently
+    used kept (at most ``MAX_CLIENTS``). Attempts connect to a checked IP address, so a client's
+    pool is keyed by that address: one client per URL host keeps a connection verified by TLS for
+    one host name from carrying another host's request that resolves to the same address. No
+    redirects are followed, TLS is always verified (the system's CAs, or ``verify``'s in tests), and
+    proxies from the environment are ignored (we connect to the addresses we checked)."""
+
+    def __init__(self, config: DelivererConfig, verify: ssl.SSLContext | None = None) -> None:
+        self.config = config
+        self.verify: ssl.SSLContext | bool = True if verify is None else verify
+        self._clients: OrderedDict[tuple[str, str, int], httpx.AsyncClient] = OrderedDict()
+
+    def for_target(self, target: ssrf.Target) -> httpx.AsyncClient:
+        key = (target.scheme, target.host, target.port)
+        client = self._clients.get(key)
+        if client is not None:
+            self._clients.move_to_end(key)
+            return client
+        if len(self._clients) >= MAX_CLIENTS:
+            _key, oldest = self._clients.popitem(last=False)
+            task = asyncio.create_task(oldest.aclose())  # its attempts in flight end with their errors
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+        limits = httpx.Limits(max_connections=self.config.concurrency,
+                              max_keepalive_connections=self.config.concurrency)
+        client = self._clients[key] = httpx.AsyncClient(
+            follow_redirects=False, verify=self.verify, timeout=httpx.Timeout(self.config.timeout_s),
+            limits=limits, trust_env=False,
+        )
+        return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), OrderedDict()
+        for client in clients:
+            await client.aclose()
+
+    async def __aenter__(self) -> Clients:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
-async def attempt(client: httpx.AsyncClient, job: Job, config: DelivererConfig) -> Outcome:
+_closing: set[asyncio.Task[None]] = set()
+
+
+def make_client(config: DelivererConfig, verify: ssl.SSLContext | None = None) -> Clients:
+    return Clients(config, verify)
+
+
+async def attempt(clients: Clients, job: Job, config: DelivererConfig) -> Outcome:
     """One POST of the event to the endpoint; never raises for the receiver's or the network's faults."""
     try:
         target = ssrf.parse(job.url, config.allow_private)
         async with asyncio.timeout(config.timeout_s):
             address = await ssrf.address_for_attempt(target, config.allow_private)
-            return await _post(client, target, address, job)
+            return await _post(clients.for_target(target), target, address, job)
     except ssrf.UnsafeUrl as exc:
         return Outcome(False, None, f"refused: {exc}")
     except TimeoutError:
@@ -252,7 +298,7 @@ class Deliverer:
             await asyncio.gather(backlog, *self._in_flight, return_exceptions=True)
             await client.aclose()
 
-    async def run_once(self, client: httpx.AsyncClient) -> int:
+    async def run_once(self, client: Clients) -> int:
         """Lease what the free slots can take and start those attempts; return how many were leased."""
         free = self.config.concurrency - len(self._in_flight)
         if free <= 0:
@@ -283,7 +329,7 @@ class Deliverer:
         rows = await read_all(self.pool, LEASED, (leased, lease_id))
         return [_job(row, lease_id) for row in rows]
 
-    async def _deliver(self, client: httpx.AsyncClient, job: Job) -> None:
+    async def _deliver(self, client: Clients, job: Job) -> None:
         try:
             if job.endpoint_deleted or job.endpoint_status != "enabled":
                 await self._set_aside(job)
@@ -294,6 +340,9 @@ class Deliverer:
             await self.record(job, outcome)
         except asyncio.CancelledError:
             raise
+        except (psycopg.Error, OSError, ApiError) as exc:  # the database is down or busy
+            log.warning("webhook delivery %s: attempt not recorded (%s); retried when its lease runs out",
+                        ids.encode(ids.WEBHOOK_DELIVERY, job.delivery_id), exc)
         except Exception:  # the lease runs out and another attempt is made: never lost
             log.exception("webhook delivery %s: attempt not recorded",
                           ids.encode(ids.WEBHOOK_DELIVERY, job.delivery_id))
