@@ -27,7 +27,7 @@ from standardwebhooks import Webhook
 
 from conftest import _with_database
 from paysvc import admin, ids
-from paysvc.config import Settings
+from paysvc.config import Settings, SettingsError
 from paysvc.db.migrate import migrate
 from paysvc.db.pool import Pool, make_pool
 from paysvc.db.retry import RetryPolicy
@@ -322,3 +322,21 @@ async def test_https_attempts_verify_the_certificate_for_the_urls_host(tls_files
             outcome = await attempt(client, _job(f"https://localhost:{receiver.port}/tls"), config)
         assert not outcome.succeeded and outcome.error is not None and "CERTIFICATE" in outcome.error.upper(), outcome
         assert len(receiver.received) == 1
+
+
+def test_webhook_settings_are_read_and_checked() -> None:
+    settings = Settings.from_env({"PAYSVC_WEBHOOK_RETRY_SCHEDULE_S": "1, 2,30", "PAYSVC_WEBHOOK_ALLOW_PRIVATE": "true",
+                                  "PAYSVC_WEBHOOK_TIMEOUT_MS": "2500"})
+    assert settings.webhook_retry_delays_s == (1, 2, 30)
+    assert settings.webhook_allow_private is True and settings.webhook_timeout_ms == 2_500
+    defaults = Settings()
+    assert defaults.webhook_retry_delays_s == (5, 300, 1800, 7200, 18000, 36000, 36000)
+    assert sum(defaults.webhook_retry_delays_s) > 86_400 * 0.9  # about a day in all
+    assert (defaults.webhook_allow_private, defaults.webhook_timeout_ms, defaults.webhook_secret_overlap_s) == (
+        False, 10_000, 86_400)
+    assert Settings.from_env({"PAYSVC_WEBHOOK_RETRY_SCHEDULE_S": " "}).webhook_retry_delays_s == ()
+    for name, value in (("RETRY_SCHEDULE_S", "5,x"), ("RETRY_SCHEDULE_S", "-1"), ("RETRY_SCHEDULE_S", "1.5"),
+                        ("RETRY_SCHEDULE_S", ",".join(["1"] * 51)), ("TIMEOUT_MS", "0"), ("CONCURRENCY", "0"),
+                        ("SECRET_OVERLAP_S", "-1"), ("POOL_SIZE", "0"), ("DISABLE_AFTER_FAILED_DELIVERIES", "-1")):
+        with pytest.raises(SettingsError):
+            Settings.from_env({f"PAYSVC_WEBHOOK_{name}": value})
