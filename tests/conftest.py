@@ -123,9 +123,10 @@ async def account_row_locked(database_url: str, account_id: str) -> AsyncIterato
 
 @pytest.fixture(scope="session")
 def app_server(database_url: str) -> Iterator[RunningServer]:
-    # No background expiry here (tests move expires_at and call the sweeper themselves).
+    # No background expiry here (tests move expires_at and call the sweeper themselves). No webhook
+    # deliverer either: tests/test_webhooks.py runs its own, with loopback receivers allowed.
     settings = Settings(database_url=database_url, admin_token=ADMIN_TOKEN, pool_size=12, rate_limit_per_s=0,
-                        expiry_sweep_interval_s=3_600)
+                        expiry_sweep_interval_s=3_600, webhook_deliver_in_api=False)
     server, thread, base_url = start_server(settings)
     yield RunningServer(base_url, settings, database_url)
     server.should_exit = True

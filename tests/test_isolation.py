@@ -54,7 +54,9 @@ SELECT (SELECT count(*) FROM accounts WHERE tenant_id = %s),
        (SELECT count(*) FROM fee_rules WHERE tenant_id = %s),
        (SELECT count(*) FROM reviews WHERE tenant_id = %s),
        (SELECT count(*) FROM risk_rules WHERE tenant_id = %s),
-       (SELECT count(*) FROM risk_settings WHERE tenant_id = %s)
+       (SELECT count(*) FROM risk_settings WHERE tenant_id = %s),
+       (SELECT count(*) FROM webhook_endpoints WHERE tenant_id = %s),
+       (SELECT count(*) FROM webhook_deliveries WHERE tenant_id = %s)
 """
 
 
@@ -83,8 +85,14 @@ async def _snapshot(api: Api, database_url: str) -> dict[str, Any]:
         "risk_rules": (await api.get("/v1/risk/rules")).json(),
         "reviews": await _page(api, "/v1/reviews"),
     }
+    endpoints = await _page(api, "/v1/webhook-endpoints")
+    state["webhook_endpoints"] = endpoints
+    state["webhook_endpoint_objects"] = {
+        e["id"]: (await api.get(f"/v1/webhook-endpoints/{e['id']}")).json() for e in endpoints}
+    state["webhook_deliveries"] = {
+        e["id"]: await _page(api, f"/v1/webhook-endpoints/{e['id']}/deliveries") for e in endpoints}
     tenant = ids.decode(ids.TENANT, api.tenant_id)
-    state["rows"] = db_rows(database_url, TENANT_ROWS, (tenant,) * 10)
+    state["rows"] = db_rows(database_url, TENANT_ROWS, (tenant,) * 12)
     return state
 
 
@@ -132,6 +140,10 @@ async def test_every_v1_route_refuses_another_tenants_ids_and_changes_nothing(
     # partial refund, an open hold and a canceled one, and their events.
     r = await victim.put("/v1/fee-schedule", {"rules": [{"currency": "USD", "percent_bps": 100, "fixed": 1}]})
     assert r.status_code == 200, r.text
+    # A webhook endpoint (this server delivers nothing: its deliveries stay as they are made).
+    r = await victim.post("/v1/webhook-endpoints", {"url": "https://hooks.victim.invalid/x", "enabled_events": ["*"]})
+    assert r.status_code == 201, r.text
+    their_endpoint = r.json()["id"]
     shared_key = f"shared-{uuid.uuid4().hex}"
     funding = await victim.account(allow_negative=True)
     customer = await victim.account()
@@ -162,6 +174,10 @@ async def test_every_v1_route_refuses_another_tenants_ids_and_changes_nothing(
     their_event = (await victim.events())[0]["id"]
     their_fee_account = next(a["id"] for a in await _page(victim, "/v1/accounts") if a["purpose"] == "fees")
     their_accounts = [funding["id"], customer["id"], merchant["id"], their_fee_account]
+    their_delivery = (await _page(victim, f"/v1/webhook-endpoints/{their_endpoint}/deliveries"))[0]["id"]
+    # Failed, so that a retry by the victim would change it.
+    db_rows(app_server.database_url, "UPDATE webhook_deliveries SET status = 'failed' WHERE id = %s RETURNING id",
+            (ids.decode(ids.WEBHOOK_DELIVERY, their_delivery),))
 
     # The attacker has its own money, so that every 404 is about the other tenant's id alone.
     my_funding, mine = await api.funded_account(5_000)
@@ -262,6 +278,31 @@ async def test_every_v1_route_refuses_another_tenants_ids_and_changes_nothing(
     await probe.expect(400, "invalid_cursor", "GET", "/v1/reviews", params={"starting_after": their_review})
     listed = await probe.call("GET", "/v1/reviews", params={"limit": 100})
     assert listed.status_code == 200 and listed.json()["data"] == [], listed.text
+    # Webhook endpoints and deliveries.
+    mine_hook = await probe.call("POST", "/v1/webhook-endpoints",
+                                 body={"url": "https://hooks.attacker.invalid/x", "enabled_events": ["*"]})
+    assert mine_hook.status_code == 201, mine_hook.text
+    my_endpoint = mine_hook.json()["id"]
+    await probe.expect(404, "resource_missing", "GET", "/v1/webhook-endpoints/{endpoint_id}",
+                       endpoint_id=their_endpoint)
+    await probe.expect(404, "resource_missing", "POST", "/v1/webhook-endpoints/{endpoint_id}",
+                       endpoint_id=their_endpoint, body={"status": "disabled"})
+    await probe.expect(404, "resource_missing", "DELETE", "/v1/webhook-endpoints/{endpoint_id}",
+                       endpoint_id=their_endpoint)
+    await probe.expect(404, "resource_missing", "POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
+                       endpoint_id=their_endpoint, body={})
+    await probe.expect(404, "resource_missing", "GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries",
+                       endpoint_id=their_endpoint)
+    for endpoint in (their_endpoint, my_endpoint):
+        await probe.expect(404, "resource_missing", "POST",
+                           "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/retry",
+                           endpoint_id=endpoint, delivery_id=their_delivery, body={})
+    await probe.expect(400, "invalid_cursor", "GET", "/v1/webhook-endpoints",
+                       params={"starting_after": their_endpoint})
+    await probe.expect(400, "invalid_cursor", "GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries",
+                       endpoint_id=my_endpoint, params={"starting_after": their_delivery})
+    listed = await probe.call("GET", "/v1/webhook-endpoints", params={"limit": 100})
+    assert [e["id"] for e in listed.json()["data"]] == [my_endpoint]
 
     # Batch payments (when the route exists): each item answers 404 on its own.
     routes = await _v1_routes(http)

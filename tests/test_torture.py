@@ -1,6 +1,7 @@
 """The short torture run (`paysvc torture`), as CI runs it: two API processes on a scratch database,
 random load with duplicate keys, retries and cut connections, a database crash and an API process
-SIGKILLed; then every acknowledged answer, the audit and the money must check out."""
+SIGKILLed; then every acknowledged answer, the audit and the money must check out, and every event
+must have reached the run's flaky webhook receiver with a valid signature."""
 
 from __future__ import annotations
 
@@ -29,4 +30,6 @@ def test_short_torture_run_finds_no_violation() -> None:
     assert report["cut_connections"] > 0 and report["replays_checked"] > 0, report
     assert report["payments"] > 300 and report["refunds"] > 0, report
     assert report["answers"].get("402", 0) > 0, report
+    # Every event reached the webhook receiver that failed or hung at random (else a violation above).
+    assert report["webhook_events"] > 300 and report["webhook_requests"] > report["webhook_events"], report
     assert "fault injected" in done.stderr  # progress is shown

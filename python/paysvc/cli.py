@@ -1,5 +1,5 @@
 """The ``paysvc`` command: serve, migrate, expire, audit, torture, tenant create, key create/list/revoke,
-bench, risk simulate/train/report."""
+bench, risk simulate/train/report, webhooks run."""
 
 from __future__ import annotations
 
@@ -152,6 +152,36 @@ def cmd_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
         return keys.revoke(url, args.key)
 
 
+def cmd_webhooks_run(settings: Settings, args: argparse.Namespace) -> int:
+    """Deliver webhooks in this process until SIGTERM/SIGINT (API processes also do, unless
+    PAYSVC_WEBHOOK_DELIVER_IN_API=false). It numbers new events too, which makes their deliveries."""
+    from paysvc.db.retry import RetryPolicy
+    from paysvc.ledger import events, housekeeping
+    from paysvc.webhooks.deliverer import Deliverer, DelivererConfig, make_deliverer_pool
+
+    async def run(url: str) -> None:
+        pool = make_deliverer_pool(settings, url)
+        await pool.open(wait=True, timeout=max(5.0, settings.connect_timeout_s * 2.0))
+        config = DelivererConfig.from_settings(settings)
+        policy = RetryPolicy(settings.tx_max_attempts, settings.tx_backoff_base_ms, settings.tx_backoff_cap_ms)
+        numbering = housekeeping.Job("number events", settings.events_sequence_interval_ms / 1000,
+                                     lambda: events.sequence_all(pool, policy))
+        tasks = [asyncio.create_task(Deliverer(pool, config).run_forever(), name="webhook deliverer"),
+                 asyncio.create_task(housekeeping.run_job_forever(numbering), name=numbering.name)]
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: [task.cancel() for task in tasks])
+        print("delivering webhooks (SIGTERM or Ctrl-C stops)", file=sys.stderr)
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            await pool.close()
+
+    with database(settings) as url:
+        asyncio.run(run(url))
+    return 0
+
+
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -165,7 +195,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     options = bench.Options(
         processes=args.processes, duration_s=args.duration, connections=args.connections,
         out_dir=Path(args.out), scenarios=scenarios, as_json=args.json, risk_mode=args.risk_mode,
-        risk_rules=args.risk_rules,
+        risk_rules=args.risk_rules, webhook_hanging_endpoint=args.webhook_hanging_endpoint,
     )
     return bench.main(settings, options)
 
@@ -284,6 +314,9 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--risk-rules", type=int, default=0,
                        help="install this many risk rules (0..100) on the bench tenant; none matches a bench "
                             "payment, each is evaluated (default 0)")
+    bench.add_argument("--webhook-hanging-endpoint", action="store_true",
+                       help="register a webhook endpoint for every event whose receiver never answers "
+                            "(compare spread with and without it)")
     bench.set_defaults(func=cmd_bench)
 
     risk = commands.add_parser("risk", help="the offline risk loop: simulate payments, train and report models "
@@ -316,6 +349,12 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="directory for report.md and the plots")
     report.add_argument("--seed", type=int, default=1, help="seed of the permutation importance")
     report.set_defaults(func=cmd_risk_report)
+
+    webhooks = commands.add_parser("webhooks", help="webhook delivery")
+    webhooks_commands = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    webhooks_run = webhooks_commands.add_parser(
+        "run", help="deliver webhooks in this process until stopped (beside or instead of the API processes)")
+    webhooks_run.set_defaults(func=cmd_webhooks_run)
 
     tenant = commands.add_parser("tenant", help="manage tenants")
     tenant_commands = tenant.add_subparsers(dest="tenant_command", required=True)

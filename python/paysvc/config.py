@@ -44,12 +44,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     engine_queue_max: int = 10_000
     # Background work of every API process.
     expiry_sweep_interval_s: int = 5
-    events_sequence_interval_ms: int = 1_000
+    # Also how soon a webhook delivery exists after its event commits (ledger/events.py): the first
+    # attempt must go out within 2 s of the commit (brief, section 7).
+    events_sequence_interval_ms: int = 500
     max_body_bytes: int = 64 * 1024
     max_batch_body_bytes: int = 1024 * 1024  # POST /v1/payments/batch
     log_level: str = "INFO"
     # Risk: a directory of extra risk model files (*.json), beside (or replacing by id) the packaged ones.
     risk_models_dir: str | None = None
+    # Webhooks (brief, section 7; paysvc/webhooks/).
+    webhook_deliver_in_api: bool = True  # false: only `paysvc webhooks run` processes deliver
+    webhook_allow_private: bool = False  # development and tests only: http:// and private hosts
+    webhook_timeout_ms: int = 10_000
+    webhook_retry_schedule_s: str = "5,300,1800,7200,18000,36000,36000"
+    webhook_secret_overlap_s: int = 86_400
+    webhook_concurrency: int = 16  # attempts in flight at once, per deliverer
+    webhook_pool_size: int = 2  # the deliverer's own connections, apart from the API's pool
+    webhook_poll_interval_ms: int = 250
+    # An endpoint whose deliveries end failed this many times in a row (no success between) is
+    # disabled, as Stripe does with endpoints failing for days; 0 never disables.
+    webhook_disable_after_failed_deliveries: int = 50
 
     def __post_init__(self) -> None:
         _require(1 <= self.pool_size <= 1_000, "PAYSVC_POOL_SIZE must be between 1 and 1000")
@@ -75,8 +89,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                  "PAYSVC_EVENTS_SEQUENCE_INTERVAL_MS must be between 10 and 60000")
         _require(self.risk_models_dir is None or os.path.isdir(self.risk_models_dir),
                  "PAYSVC_RISK_MODELS_DIR must name an existing directory")
+        _require(100 <= self.webhook_timeout_ms <= 60_000, "PAYSVC_WEBHOOK_TIMEOUT_MS must be between 100 and 60000")
+        _require(_delays(self.webhook_retry_schedule_s) is not None,
+                 "PAYSVC_WEBHOOK_RETRY_SCHEDULE_S must be 0..50 comma-separated whole seconds, each 0..604800")
+        _require(0 <= self.webhook_secret_overlap_s <= 30 * 86_400,
+                 "PAYSVC_WEBHOOK_SECRET_OVERLAP_S must be between 0 and 2592000")
+        _require(1 <= self.webhook_concurrency <= 1_000, "PAYSVC_WEBHOOK_CONCURRENCY must be between 1 and 1000")
+        _require(1 <= self.webhook_pool_size <= 100, "PAYSVC_WEBHOOK_POOL_SIZE must be between 1 and 100")
+        _require(10 <= self.webhook_poll_interval_ms <= 60_000,
+                 "PAYSVC_WEBHOOK_POLL_INTERVAL_MS must be between 10 and 60000")
+        _require(self.webhook_disable_after_failed_deliveries >= 0,
+                 "PAYSVC_WEBHOOK_DISABLE_AFTER_FAILED_DELIVERIES must be >= 0 (0 never disables)")
         _require(self.admin_token is None or len(self.admin_token) >= 16,
                  "PAYSVC_ADMIN_TOKEN must be at least 16 characters")
+
+    @property
+    def webhook_retry_delays_s(self) -> tuple[int, ...]:
+        """The delays before each retry of a webhook delivery; after the last one it is failed."""
+        delays = _delays(self.webhook_retry_schedule_s)
+        assert delays is not None  # checked in __post_init__
+        return delays
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -97,6 +129,15 @@ def _decode_path(kind: type, value: object) -> object:
     if kind is Path and isinstance(value, str):
         return Path(value)
     raise NotImplementedError(f"cannot read {kind} from the environment")
+
+
+def _delays(text: str) -> tuple[int, ...] | None:
+    """``"5,300"`` -> ``(5, 300)``; an empty text is no retry at all; None when malformed."""
+    parts = [part.strip() for part in text.split(",")] if text.strip() else []
+    if len(parts) > 50 or not all(part.isascii() and part.isdigit() for part in parts):
+        return None
+    delays = tuple(int(part) for part in parts)
+    return delays if all(delay <= 7 * 86_400 for delay in delays) else None
 
 
 def _require(condition: bool, message: str) -> None:

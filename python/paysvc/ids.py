@@ -15,6 +15,8 @@ REQUEST: Final = "req_"
 TENANT: Final = "ten_"
 RULE: Final = "rule_"
 REVIEW: Final = "prv_"
+WEBHOOK_ENDPOINT: Final = "we_"
+WEBHOOK_DELIVERY: Final = "whd_"
 
 _HEX = frozenset("0123456789abcdef")
 

@@ -21,6 +21,15 @@ Families (``render`` writes them; a family with no sample yet still has its HELP
   COMMIT) or ``ambiguous`` (40003, or the connection lost during COMMIT); all four always present.
 - ``paysvc_db_pool_connections{state="in_use"|"idle"}`` and ``paysvc_db_pool_requests_waiting``
   gauges, read from the pool when scraped.
+- ``paysvc_webhook_attempts_total{outcome}`` counter: webhook attempts recorded by this process's
+  deliverer, by what they left the delivery as: ``succeeded``, ``retrying`` (failed, another attempt
+  is scheduled) or ``failed`` (the last attempt failed); all three always present
+  (:func:`record_webhook_attempt`).
+- ``paysvc_webhook_attempt_duration_seconds`` histogram: one attempt, resolution to answer read
+  (:func:`observe_webhook_attempt`).
+- ``paysvc_webhook_backlog`` and ``paysvc_webhook_backlog_oldest_age_seconds`` gauges: pending
+  deliveries of the whole database (every process reports the same value, refreshed every few
+  seconds by its deliverer), and the age of the oldest (:func:`set_webhook_backlog`).
 - ``process_resident_memory_bytes``, ``process_cpu_seconds_total``, ``process_open_fds``,
   ``process_start_time_seconds`` (Linux ``/proc``; left out elsewhere).
 """
@@ -74,6 +83,10 @@ _http: dict[tuple[str, str, int], Histogram] = {}
 _payments: dict[str, int] = {}
 _replays = 0
 _batch_sizes = Histogram(BATCH_SIZE_BUCKETS)
+WEBHOOK_OUTCOMES = ("succeeded", "retrying", "failed")
+_webhook_attempts: dict[str, int] = dict.fromkeys(WEBHOOK_OUTCOMES, 0)
+_webhook_latency = Histogram(LATENCY_BUCKETS_S)
+_webhook_backlog: tuple[int, float] | None = None  # (pending deliveries, oldest age in s); None: unknown
 
 
 def record_request(method: str, route: str, status: int, seconds: float) -> None:
@@ -115,6 +128,20 @@ def observe_batch_size(size: int) -> None:
     _batch_sizes.sum += size
 
 
+def record_webhook_attempt(outcome: str) -> None:
+    """One webhook attempt recorded: ``outcome`` is one of :data:`WEBHOOK_OUTCOMES`."""
+    _webhook_attempts[outcome] += 1
+
+
+def observe_webhook_attempt(seconds: float) -> None:
+    _webhook_latency.observe(seconds)
+
+
+def set_webhook_backlog(pending: int, oldest_age_s: float) -> None:
+    global _webhook_backlog
+    _webhook_backlog = (pending, oldest_age_s)
+
+
 # ---- exposition ---------------------------------------------------------------------------------
 
 
@@ -152,6 +179,20 @@ def render(*, pool_stats: Mapping[str, int] | None, retries: Mapping[str, int]) 
             "Whole-transaction re-runs, by SQLSTATE (40001, 40P01) or connection / ambiguous.")
     for reason in sorted({*RETRY_REASONS, *retries}):
         out.append(f"paysvc_db_retries_total{{{_labels(('sqlstate', reason))}}} {retries.get(reason, 0)}")
+
+    _header(out, "paysvc_webhook_attempts_total", "counter",
+            "Webhook attempts recorded, by what they left the delivery as: succeeded, retrying, failed.")
+    for outcome, count in sorted(_webhook_attempts.items()):
+        out.append(f"paysvc_webhook_attempts_total{{{_labels(('outcome', outcome))}}} {count}")
+    _header(out, "paysvc_webhook_attempt_duration_seconds", "histogram",
+            "Time of one webhook attempt, from resolving the host to the answer read, in seconds.")
+    _histogram(out, "paysvc_webhook_attempt_duration_seconds", "", _webhook_latency)
+    if _webhook_backlog is not None:
+        _header(out, "paysvc_webhook_backlog", "gauge", "Pending webhook deliveries (the whole database).")
+        out.append(f"paysvc_webhook_backlog {_webhook_backlog[0]}")
+        _header(out, "paysvc_webhook_backlog_oldest_age_seconds", "gauge",
+                "Age of the oldest pending webhook delivery, in seconds (0 when none).")
+        out.append(f"paysvc_webhook_backlog_oldest_age_seconds {_number(_webhook_backlog[1])}")
 
     if pool_stats is not None:
         size = pool_stats.get("pool_size", 0)

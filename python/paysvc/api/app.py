@@ -27,13 +27,15 @@ from paysvc.api.payments import BATCH_PATH, PaymentController
 from paysvc.api.reviews import ReviewController
 from paysvc.api.risk import RiskController, fraud_report
 from paysvc.api.system import create_tenant, healthz, metrics_endpoint, readyz
+from paysvc.api.webhooks import WebhookEndpointController
 from paysvc.config import Settings
-from paysvc.db.pool import make_pool
+from paysvc.db.pool import Pool, make_pool
 from paysvc.ledger import housekeeping
 from paysvc.ledger.engine import EngineConfig, LedgerEngine
 from paysvc.logs import configure_logging
 from paysvc.risk.cache import RiskCache
 from paysvc.risk.registry import registry
+from paysvc.webhooks.deliverer import Deliverer, DelivererConfig, make_deliverer_pool
 
 
 def provide_engine(state: State, tenant: TenantDep) -> LedgerEngine:
@@ -69,6 +71,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 engine, settings.expiry_sweep_interval_s, settings.events_sequence_interval_ms / 1000
             )
         ]
+        webhook_pool: Pool | None = None
+        if settings.webhook_deliver_in_api:  # beside the API, with its own pool and bounded concurrency
+            webhook_pool = make_deliverer_pool(settings, database_url)
+            await webhook_pool.open(wait=False)
+            deliverer = Deliverer(webhook_pool, DelivererConfig.from_settings(settings))
+            background.append(asyncio.create_task(deliverer.run_forever(), name="webhook deliverer"))
         # Everything alive now (modules, the app, routes, the pool) lives as long as the process:
         # frozen, it is no longer scanned by each full garbage collection.
         gc.collect()
@@ -83,12 +91,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await engine.close()
+            if webhook_pool is not None:
+                await webhook_pool.close()
             await pool.close()
 
     app = Litestar(
         route_handlers=[
             AccountController, PaymentController, EventController, FeeScheduleController, RiskController,
-            ReviewController, fraud_report,
+            ReviewController, fraud_report, WebhookEndpointController,
             create_tenant, healthz, readyz, metrics_endpoint,
         ],
         dependencies={

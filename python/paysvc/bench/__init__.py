@@ -13,6 +13,10 @@ with funded accounts, then drives each scenario with wrk (a native load generato
                 (``committer.py``): the most one process's committer does at the batch sizes the
                 HTTP scenarios' connections allow
 
+``--webhook-hanging-endpoint`` registers, after the setup, a webhook endpoint for every event (``*``)
+whose receiver accepts connections and never answers, so every delivery attempt hangs to its
+timeout: compare spread with and without it (webhooks must not slow payments down).
+
 Then pgbench runs the engine's own single-payment SQL on the same database (``pgbench.py``) for the
 ceiling, and the Rust core is timed against its plain-Python reference (``core.py``). One JSON
 object (also written to ``<out>/bench.json``) and PNG plots (``plots.py``); progress on stderr.
@@ -64,6 +68,7 @@ class Options:
     as_json: bool = False
     risk_mode: str | None = None  # the bench tenant's risk mode (None: the service's default, shadow)
     risk_rules: int = 0  # rules installed on the bench tenant (none of them matches a bench payment)
+    webhook_hanging_endpoint: bool = False
 
 
 class BenchApi(ApiProcess):
@@ -134,6 +139,7 @@ async def bench(settings: Settings, options: Options) -> dict[str, Any]:
             "connections": options.connections, "accounts": ACCOUNTS, "payment_amount_minor": 1,
             "fee_schedule": None, "scenarios": list(options.scenarios),
             "risk_mode": options.risk_mode or "shadow", "risk_rules": options.risk_rules,
+            "webhook_hanging_endpoint": options.webhook_hanging_endpoint,
         },
     }
     failures: list[str] = []
@@ -152,6 +158,7 @@ async def bench(settings: Settings, options: Options) -> dict[str, Any]:
     apis: list[BenchApi] = []
     results: list[RunResult] = []
     keep = False
+    hanging: asyncio.Server | None = None
     try:
         _progress(f"starting a scratch PostgreSQL in {root}")
         url = await asyncio.to_thread(db.start)
@@ -159,6 +166,8 @@ async def bench(settings: Settings, options: Options) -> dict[str, Any]:
         pool_size = max(4, min(16, 80 // options.processes))
         env = {**os.environ, "PAYSVC_DATABASE_URL": url, "PAYSVC_ADMIN_TOKEN": admin_token,
                "PAYSVC_RATE_LIMIT_PER_S": "0", "PAYSVC_LOG_LEVEL": "WARNING", "PAYSVC_POOL_SIZE": str(pool_size)}
+        if options.webhook_hanging_endpoint:
+            env["PAYSVC_WEBHOOK_ALLOW_PRIVATE"] = "true"  # the hanging receiver is on loopback
         report["config"]["api_env"] = {"PAYSVC_RATE_LIMIT_PER_S": "0", "PAYSVC_LOG_LEVEL": "WARNING",
                                        "PAYSVC_POOL_SIZE": str(pool_size)}
         apis = [BenchApi(f"api-{n + 1}", env, root) for n in range(options.processes)]
@@ -173,6 +182,11 @@ async def bench(settings: Settings, options: Options) -> dict[str, Any]:
         if options.risk_mode is not None or options.risk_rules:
             _progress(f"risk: mode {options.risk_mode or 'shadow (default)'}, {options.risk_rules} rules")
             await setup_risk(apis, target.api_key, options.risk_mode, options.risk_rules)
+        if options.webhook_hanging_endpoint:
+            hanging = await asyncio.start_server(_never_answer, "127.0.0.1", 0)
+            port = int(hanging.sockets[0].getsockname()[1])
+            _progress(f"registering a webhook endpoint for every event whose receiver (port {port}) never answers")
+            await add_webhook_endpoint(apis[0].base_url, target.api_key, f"http://127.0.0.1:{port}/")
         tenant_pgbench = await asyncio.to_thread(pgbench.seed, url, ACCOUNTS)
         sampler = Sampler([api.pid for api in apis])
 
@@ -245,6 +259,8 @@ async def bench(settings: Settings, options: Options) -> dict[str, Any]:
     finally:
         for api in apis:
             api.stop()
+        if hanging is not None:
+            hanging.close()
         await asyncio.to_thread(db.close)
         if keep:
             _progress(f"failed: the scratch directory (API logs, wrk scripts and logs) is kept in {root}")
@@ -335,6 +351,22 @@ async def setup_risk(apis: list[BenchApi], api_key: str, mode: str | None, rules
                 for action, predicate in (BENCH_RULES[n % len(BENCH_RULES)] for n in range(rules))]
         (await http.put("/v1/risk/rules", json={"rules": body})).raise_for_status()
     await asyncio.sleep(1.1)
+async def add_webhook_endpoint(base_url: str, api_key: str, url: str) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+        r = await http.post("/v1/webhook-endpoints", json={"url": url, "enabled_events": ["*"]},
+                            headers={"Authorization": f"Bearer {api_key}"})
+        r.raise_for_status()
+
+
+async def _never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Accept, read what comes, never answer: each attempt waits out PAYSVC_WEBHOOK_TIMEOUT_MS."""
+    try:
+        while await reader.read(65_536):
+            pass
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
 
 
 def attach_ceilings(report: dict[str, Any]) -> None:
@@ -527,7 +559,8 @@ def _argv_of(options: Options) -> list[str]:
     return [f"--processes {options.processes}", f"--duration {options.duration_s:g}",
             f"--connections {options.connections}", f"--scenarios {','.join(options.scenarios)}",
             *([f"--risk-mode {options.risk_mode}"] if options.risk_mode else []),
-            *([f"--risk-rules {options.risk_rules}"] if options.risk_rules else [])]
+            *([f"--risk-rules {options.risk_rules}"] if options.risk_rules else []),
+            *(["--webhook-hanging-endpoint"] if options.webhook_hanging_endpoint else [])]
 
 
 def _progress(message: str) -> None:

@@ -12,6 +12,12 @@ numbers from the tenant's counter. So:
   increasing created_at (lifecycle.LockedPayment.event_time), so they are numbered in the order
   they happened.
 
+Webhook deliveries (brief, section 7) are created here too, in the transaction that numbers their
+events: one per (event, endpoint of the tenant that is enabled now, was created no later than the
+event, and lists its type or "*"). Numbering is the durable scan that cannot skip an event, and it
+keeps webhooks off the payment path entirely. An endpoint disabled or deleted between an event's
+commit and its numbering (well under a second, PAYSVC_EVENTS_SEQUENCE_INTERVAL_MS) misses it.
+
 The payment path never reads or writes the counter: numbering costs it nothing and cannot make it
 retry. GET /v1/events numbers the tenant's backlog before it reads, so the feed is current; every
 API process also numbers all backlogs in the background (housekeeping).
@@ -43,6 +49,16 @@ UPDATE events SET seq = counter.last_seq - %(count)s + u.n
 FROM counter, unnest(%(ids)s::UUID[]) WITH ORDINALITY AS u(id, n)
 WHERE events.id = u.id
 """
+CREATE_DELIVERIES = """
+INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, status, attempts, attempts_base,
+                                next_attempt_at, created_at, updated_at)
+SELECT gen_random_uuid(), e.tenant_id, w.id, e.id, e.type, 'pending', 0, 0, now(), now(), now()
+FROM events e JOIN webhook_endpoints w ON w.tenant_id = e.tenant_id
+WHERE e.id = ANY(%(ids)s::UUID[]) AND e.tenant_id = %(tenant)s AND w.tenant_id = %(tenant)s
+  AND w.status = 'enabled' AND w.deleted_at IS NULL AND w.created_at <= e.created_at
+  AND ('*' = ANY(w.enabled_events) OR e.type = ANY(w.enabled_events))
+ON CONFLICT (endpoint_id, event_id) DO NOTHING
+"""
 TENANTS_WITH_BACKLOG = "SELECT DISTINCT tenant_id FROM events WHERE seq IS NULL LIMIT %s"
 
 
@@ -51,6 +67,7 @@ async def _number_batch(tenant_id: uuid.UUID, conn: Conn) -> int:
     if rows:
         ids = [row[0] for row in rows]
         await conn.execute(NUMBER, {"tenant": tenant_id, "count": len(ids), "ids": ids})
+        await conn.execute(CREATE_DELIVERIES, {"tenant": tenant_id, "ids": ids})
     return len(rows)
 
 

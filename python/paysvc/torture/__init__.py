@@ -4,7 +4,10 @@ Starts a scratch embedded PostgreSQL and two API processes on it; N clients send
 payments, holds, captures, cancels and refunds (with duplicate keys, retries after timeouts and cut
 connections) while faults are injected: the database crashes (``pg_ctl stop -m immediate``) and
 restarts, an API process is SIGKILLed and restarted. Then every acknowledged answer is checked
-against the database, the audit runs, and the money is counted. Exit code 1 on any violation.
+against the database, the audit runs, and the money is counted. A webhook endpoint subscribed to
+every event points at a receiver that answers 500 or hangs at random: at the end, every event of
+the run must have reached it at least once with a valid signature (torture/webhooks.py). Exit code
+1 on any violation.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from paysvc.config import Settings
 from paysvc.torture.clients import Client, ClientLog, Tally, World
 from paysvc.torture.cluster import ApiProcess, ScratchDatabase, TenantSession
 from paysvc.torture.verify import verify
+from paysvc.torture.webhooks import SETTINGS_ENV as WEBHOOK_ENV
+from paysvc.torture.webhooks import WebhookCheck
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +60,13 @@ class Report:
     cut_connections: int = 0
     replays_checked: int = 0
     answers: Counter[str] = field(default_factory=Counter)
+    webhook_requests: int = 0
+    webhook_events: int = 0
     violations: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (f"requests={self.requests}, acknowledged={self.acknowledged}, payments={self.payments}, "
+                f"webhook events delivered={self.webhook_events} ({self.webhook_requests} requests), "
                 f"faults injected={sum(self.faults.values())}, violations={len(self.violations)}")
 
     def to_json(self) -> dict[str, Any]:
@@ -67,6 +75,7 @@ class Report:
             "http_attempts": self.http_attempts, "acknowledged": self.acknowledged, "payments": self.payments,
             "refunds": self.refunds, "faults": dict(self.faults), "cut_connections": self.cut_connections,
             "replays_checked": self.replays_checked, "answers": dict(self.answers),
+            "webhook_requests": self.webhook_requests, "webhook_events": self.webhook_events,
             "violations": self.violations[:100], "violation_count": len(self.violations),
         }
 
@@ -100,6 +109,8 @@ async def run(duration_s: float, n_clients: int) -> Report:
     db = ScratchDatabase(root)
     apis: list[ApiProcess] = []
     keep = False
+    hooks = WebhookCheck(random.Random(secrets.randbits(32)))
+    await hooks.receiver.start()
     try:
         _progress(f"starting a scratch PostgreSQL in {root}")
         url = await asyncio.to_thread(db.start)
@@ -107,13 +118,13 @@ async def run(duration_s: float, n_clients: int) -> Report:
         env = {**os.environ, "PAYSVC_DATABASE_URL": url, "PAYSVC_ADMIN_TOKEN": admin_token,
                "PAYSVC_RATE_LIMIT_PER_S": "0", "PAYSVC_LOG_LEVEL": "WARNING",
                "PAYSVC_EXPIRY_SWEEP_INTERVAL_S": "1", "PAYSVC_POOL_SIZE": "8",
-               "PAYSVC_POOL_ACQUIRE_TIMEOUT_MS": "1000", "PAYSVC_CONNECT_TIMEOUT_S": "2"}
+               "PAYSVC_POOL_ACQUIRE_TIMEOUT_MS": "1000", "PAYSVC_CONNECT_TIMEOUT_S": "2", **WEBHOOK_ENV}
         apis = [ApiProcess(f"api-{n}", env, root) for n in (1, 2)]
         for api in apis:
             api.start()
         await asyncio.gather(*(api.wait_ready() for api in apis))
         world, tenant_id, setup_deposits = await _setup(apis[0].base_url, admin_token,
-                                                        [a.base_url for a in apis], max(8, n_clients // 2))
+                                                        [a.base_url for a in apis], max(8, n_clients // 2), hooks)
 
         tally = Tally()
         logs = [ClientLog() for _ in range(n_clients)]
@@ -148,6 +159,9 @@ async def run(duration_s: float, n_clients: int) -> Report:
         _progress("running the audit")
         audited = await asyncio.to_thread(audit.run_audit, url)
         report.violations += [f"audit {v.check}: {v.subject}: {v.detail}" for v in audited.violations]
+        _progress("waiting for every event of the run to reach the webhook receiver")
+        report.violations += await hooks.drain(url, tenant_id)
+        report.webhook_requests, report.webhook_events = len(hooks.receiver.received), len(hooks.verified)
         report.requests = sum(tally.ops.values())
         report.http_attempts = sum(tally.attempts.values())
         report.answers = tally.attempts
@@ -161,6 +175,7 @@ async def run(duration_s: float, n_clients: int) -> Report:
     finally:
         for api in apis:
             api.stop()
+        await hooks.receiver.close()
         await asyncio.to_thread(db.close)
         if keep:
             _progress(f"violations found: logs and data kept in {root}")
@@ -169,12 +184,15 @@ async def run(duration_s: float, n_clients: int) -> Report:
 
 
 async def _setup(
-    admin_url: str, admin_token: str, base_urls: list[str], n_customers: int
+    admin_url: str, admin_token: str, base_urls: list[str], n_customers: int, hooks: WebhookCheck
 ) -> tuple[World, uuid.UUID, dict[str, int]]:
-    """A tenant with a USD fee schedule, a funding account and funded customer accounts."""
+    """A tenant with a webhook endpoint for every event, a USD fee schedule, a funding account and
+    funded customer accounts."""
     async with httpx.AsyncClient(base_url=admin_url, timeout=30) as http:
         session = await TenantSession.create(http, admin_token, "torture")
         post = session.post
+        endpoint = await post("/v1/webhook-endpoints", {"url": hooks.receiver.url, "enabled_events": ["*"]})
+        hooks.secret = endpoint["secret"]
         funding = (await post("/v1/accounts", {"currency": "USD", "allow_negative": True}))["id"]
         customers = [(await post("/v1/accounts", {"currency": "USD"}))["id"] for _ in range(n_customers)]
         await session.put("/v1/fee-schedule", {"rules": [{"currency": "USD", "percent_bps": 290, "fixed": 30}]})
