@@ -1,5 +1,10 @@
 """Strict JSON body decoding with Stripe-style error codes and the offending field in ``param``.
 
+A repeated object key, at any level, is 400 ``json_invalid`` (``param`` names it): parsers disagree on
+which of the two values counts, so a gateway or a log could read another request than the one
+executed. msgspec keeps the last value silently; the Rust core scans the text for repeats
+(``_native.first_duplicate_key``) once msgspec has accepted it.
+
 Strings may hold any Unicode text but U+0000: PostgreSQL stores neither a NUL in ``text`` nor
 ``\\u0000`` in ``jsonb``, so a body holding one is a 400 here (with the field's own code, as for a
 wrong type) rather than a failed insert and a 500.
@@ -12,6 +17,7 @@ from typing import TypeVar
 
 import msgspec
 
+from paysvc import _native
 from paysvc.errors import ApiError
 
 T = TypeVar("T")
@@ -33,9 +39,11 @@ def decode_body(raw: bytes, struct: type[T]) -> T:
     try:
         value: T = decoder.decode(raw)  # type: ignore[assignment]
     except msgspec.ValidationError as exc:
+        _reject_duplicates(raw)  # valid JSON: a repeated key is the first fault, as a syntax error would be
         raise _validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ApiError("json_invalid", f"The request body is not valid JSON: {exc}") from None
+    _reject_duplicates(raw)
     if _NUL_ESCAPE in raw:  # a NUL can only come in as this escape (a raw one is invalid JSON)
         _reject_nul(value, "")
     return value
@@ -47,6 +55,13 @@ def decode_optional_body(raw: bytes, struct: type[T]) -> T:
 
 
 _NUL_ESCAPE = b"\\u0000"
+
+
+def _reject_duplicates(raw: bytes) -> None:
+    duplicate = _native.first_duplicate_key(raw)
+    if duplicate is not None:
+        raise ApiError("json_invalid", f"The request body repeats the key {duplicate}: send each key once.",
+                       param=duplicate)
 
 
 def _reject_nul(value: object, param: str) -> None:
