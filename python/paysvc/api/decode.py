@@ -13,7 +13,8 @@ wrong type) rather than a failed insert and a 500.
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
+from urllib.parse import unquote_plus
 
 import msgspec
 
@@ -114,3 +115,86 @@ def _param(path: str) -> str:
 
 def _join(prefix: str, field: str) -> str:
     return f"{prefix}.{field}" if prefix else field
+
+
+# Query strings. Litestar reads query parameters leniently: an integer may come as "1e2" or "5.0",
+# a repeated parameter keeps its last value and an unknown one is ignored. The API reads them
+# strictly, from what each route handler declares (its kwargs model, dependencies' parameters
+# included), so a new route gets the same rules: an undeclared name is 400 parameter_unknown, a
+# name given twice (unless declared as a list) and an integer not written as plain ASCII digits are
+# 400 parameter_invalid. Litestar then applies each parameter's own type and bounds.
+_DIGITS = re.compile(r"0|[1-9][0-9]*")
+
+
+class QuerySpec(msgspec.Struct, frozen=True):
+    integers: dict[str, bool]  # wire name -> whether its values are integers
+    repeatable: frozenset[str]  # wire names declared as lists
+    authenticated: bool  # the handler depends on the tenant: checked after authentication (api/auth.py)
+
+
+_query_specs: dict[int, tuple[object, QuerySpec]] = {}  # id(route handler) -> (the handler, its spec)
+
+
+def query_spec(scope: Any) -> QuerySpec | None:
+    """The query parameters the scope's route handler declares; None before routing."""
+    handler = scope.get("route_handler")
+    if handler is None:
+        return None
+    known = _query_specs.get(id(handler))
+    if known is None or known[0] is not handler:
+        _learn_routes(scope["app"])
+        known = _query_specs.get(id(handler))
+        if known is None or known[0] is not handler:  # not one of the app's routes (never seen so far)
+            return None
+    return known[1]
+
+
+def _learn_routes(app: Any) -> None:
+    for route in app.routes:
+        for handler, kwargs_model in getattr(route, "route_handler_map", {}).values():
+            params = handler.parsed_fn_signature.parameters
+            integers: dict[str, bool] = {}
+            repeatable: set[str] = set()
+            for param in kwargs_model.expected_query_params:
+                field = params.get(param.field_name)
+                integers[param.field_alias] = field is not None and _is_int(field)
+                if param.is_sequence:
+                    repeatable.add(param.field_alias)
+            dependencies = {dep.key for batch in kwargs_model.dependency_batches for dep in batch}
+            spec = QuerySpec(integers, frozenset(repeatable), "tenant" in dependencies)
+            _query_specs[id(handler)] = (handler, spec)
+
+
+def _is_int(field: Any) -> bool:
+    if field.is_optional:
+        return any(_is_int(inner) for inner in field.inner_types if not inner.is_none_type)
+    return bool(field.is_subclass_of(int) and not field.is_subclass_of(bool))
+
+
+def check_query(scope: Any) -> None:
+    """Raises the first fault of the request's query string, in the order of the string."""
+    raw: bytes = scope.get("query_string", b"")
+    if not raw:
+        return
+    spec = query_spec(scope)
+    if spec is None:
+        return
+    seen: set[str] = set()
+    for part in raw.split(b"&"):
+        if not part:
+            continue
+        name_raw, _, value_raw = part.partition(b"=")
+        name = unquote_plus(name_raw.decode("latin-1"), errors="replace")
+        integer = spec.integers.get(name)
+        if integer is None:
+            raise ApiError("parameter_unknown", f"Received unknown parameter: {name}.", param=name)
+        if name in seen and name not in spec.repeatable:
+            raise ApiError("parameter_invalid", f"Invalid {name}: the parameter is given more than once.",
+                           param=name)
+        seen.add(name)
+        if integer:
+            value = unquote_plus(value_raw.decode("latin-1"), errors="replace")
+            if not _DIGITS.fullmatch(value):
+                raise ApiError("parameter_invalid",
+                               f"Invalid {name}: expected an integer in plain ASCII digits, got {value!r}.",
+                               param=name)

@@ -14,13 +14,16 @@ Two layers, both generic (no route is named here; new routes get every rule):
   and whatever the parser refuses (400). Those answers are written here, in the API's error shape,
   each with a request id, counted in the request metrics (route ``unmatched``) and logged.
 - :class:`WholeBodyMiddleware`, route middleware (after routing, before anything of the route runs;
-  api/context.py's request context around it): a request runs only once its body was received whole (the full Content-Length, or the last chunk of a chunked
-  body). A client that goes away before that gets no answer and nothing runs: the request is
-  logged at INFO and counted with status 499 (api/context.py), never as a 5xx. Bodies over the
-  route's limit are 413 (the first check of the brief's order) before anything else runs. Header
-  fields that may appear once (``SINGLE_HEADERS``) are folded into one comma-joined field when
-  repeated, as RFC 9110 5.3 defines, so the field's own rule refuses the list (two Idempotency-Key
-  lines are ``idempotency_key_invalid``, at that rule's place in the check order).
+  api/context.py's request context around it): a request runs only once its body was received
+  whole (the full Content-Length, or the last chunk of a chunked body). A client that goes away
+  before that gets no answer and nothing runs: the request is logged at INFO and counted with
+  status 499 (api/context.py), never as a 5xx. Bodies over the route's limit are 413 (the first
+  check of the brief's order) before anything else runs. Header fields that may appear once
+  (``SINGLE_HEADERS``) are folded into one comma-joined field when repeated, as RFC 9110 5.3
+  defines, so the field's own rule refuses the list (two Idempotency-Key lines are
+  ``idempotency_key_invalid``, at that rule's place in the check order). The query string is read
+  strictly against what the handler declares (api/decode.py ``check_query``): here for routes
+  without authentication, after authentication for the others.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from paysvc import ids, metrics
 from paysvc.api.context import CLIENT_GONE_KEY, ASGIApp, Message, Receive, Scope, Send, request_id_of
+from paysvc.api.decode import check_query, query_spec
 from paysvc.config import Settings
 from paysvc.errors import CODES, encode_error
 
@@ -256,7 +260,7 @@ class WholeBodyMiddleware:
         if repeated:
             scope["headers"] = _fold(headers)
         if not framed:
-            await self.app(scope, receive, send)
+            await self._run(scope, receive, send)
             return
         limit = self.larger_bodies.get(scope["path"], self.max_body_bytes)
         if length is not None and length.isdigit() and int(length) > limit:
@@ -277,7 +281,39 @@ class WholeBodyMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
+        await self._run(scope, _replay(b"".join(chunks), receive), send)
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "OPTIONS" and _generated_options(scope):
+            await _options(scope, send)
+            return
+        spec = query_spec(scope)
+        if spec is not None and not spec.authenticated:
+            check_query(scope)  # authenticated routes check it after authentication (api/auth.py)
+        await self.app(scope, receive, send)
+
+
+def _generated_options(scope: Scope) -> bool:
+    handler = scope.get("route_handler")
+    return handler is not None and handler.handler_name == "options_handler" and not handler.include_in_schema
+
+
+_route_methods: dict[int, tuple[object, dict[str, str]]] = {}  # id(app) -> (app, path template -> Allow)
+
+
+async def _options(scope: Scope, send: Send) -> None:
+    """204 with every method of the path. Litestar's own OPTIONS handler answers the methods of the
+    first handler registered for a path when a controller adds more methods to it later."""
+    app = scope["app"]
+    known = _route_methods.get(id(app))
+    if known is None or known[0] is not app:
+        methods: dict[str, set[str]] = {}
+        for route in app.routes:
+            methods.setdefault(route.path_format, set()).update(getattr(route, "methods", ()))
+        known = _route_methods[id(app)] = (app, {path: ", ".join(sorted(m)) for path, m in methods.items()})
+    allow = known[1].get(scope.get("path_template", ""), "OPTIONS")
+    await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", allow.encode("ascii"))]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _fold(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
