@@ -7,7 +7,11 @@
 //! accepted as valid JSON: it only tracks strings, nesting and the keys of each open object, and
 //! never fails on input it does not understand (it then reports no duplicate).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
+
+/// Objects with more keys than this are checked with a hash set, so a huge one stays linear.
+const LINEAR_KEYS: usize = 16;
 
 /// The path of the first repeated key (`metadata.a`, `rules[1].fixed`), or `None`.
 pub fn first_duplicate_key(text: &[u8]) -> Option<String> {
@@ -19,11 +23,12 @@ pub fn first_duplicate_key(text: &[u8]) -> Option<String> {
     scan.run()
 }
 
-enum Frame {
-    /// An object: the keys seen, the last key (the path of its value), whether a key comes next.
+enum Frame<'a> {
+    /// An object: its keys so far (the last one names the value being read), whether a key comes next.
+    /// Most objects are small, where a list beats a hash set; `many` takes over past [`LINEAR_KEYS`].
     Object {
-        keys: HashSet<String>,
-        last: String,
+        keys: Vec<Cow<'a, [u8]>>,
+        many: Option<HashSet<Cow<'a, [u8]>>>,
         expect_key: bool,
     },
     /// An array: the index of the current element.
@@ -33,18 +38,17 @@ enum Frame {
 struct Scan<'a> {
     text: &'a [u8],
     at: usize,
-    stack: Vec<Frame>,
+    stack: Vec<Frame<'a>>,
 }
 
-impl Scan<'_> {
+impl<'a> Scan<'a> {
     fn run(&mut self) -> Option<String> {
         while self.at < self.text.len() {
-            let byte = self.text[self.at];
-            match byte {
+            match self.text[self.at] {
                 b'{' => {
                     self.stack.push(Frame::Object {
-                        keys: HashSet::new(),
-                        last: String::new(),
+                        keys: Vec::new(),
+                        many: None,
                         expect_key: true,
                     });
                     self.at += 1;
@@ -66,19 +70,40 @@ impl Scan<'_> {
                     self.at += 1;
                 }
                 b'"' => {
-                    let string = self.string()?;
+                    let is_key = matches!(
+                        self.stack.last(),
+                        Some(Frame::Object {
+                            expect_key: true,
+                            ..
+                        })
+                    );
+                    let (raw, escaped) = self.string()?;
+                    if !is_key {
+                        continue;
+                    }
+                    let key: Cow<'a, [u8]> = if escaped {
+                        Cow::Owned(unescape(raw))
+                    } else {
+                        Cow::Borrowed(raw)
+                    };
                     if let Some(Frame::Object {
                         keys,
-                        last,
+                        many,
                         expect_key,
                     }) = self.stack.last_mut()
-                        && *expect_key
                     {
                         *expect_key = false;
-                        if !keys.insert(string.clone()) {
-                            return Some(self.path(&string));
+                        let repeated = match many {
+                            Some(set) => !set.insert(key.clone()),
+                            None => keys.contains(&key),
+                        };
+                        keys.push(key);
+                        if many.is_none() && keys.len() > LINEAR_KEYS {
+                            *many = Some(keys.iter().cloned().collect());
                         }
-                        *last = string;
+                        if repeated {
+                            return Some(self.path());
+                        }
                     }
                 }
                 _ => self.at += 1,
@@ -87,58 +112,51 @@ impl Scan<'_> {
         None
     }
 
-    /// Reads the string starting at the opening quote; `None` if it never closes.
-    fn string(&mut self) -> Option<String> {
+    /// Skips the string starting at the opening quote: its raw contents and whether it has escapes;
+    /// `None` if it never closes.
+    fn string(&mut self) -> Option<(&'a [u8], bool)> {
+        let text = self.text;
         let start = self.at + 1;
         let mut end = start;
         let mut escaped = false;
-        while end < self.text.len() {
-            match self.text[end] {
+        while end < text.len() {
+            match text[end] {
                 b'\\' => {
                     escaped = true;
                     end += 2;
-                    continue;
                 }
-                b'"' => break,
+                b'"' => {
+                    self.at = end + 1;
+                    return Some((&text[start..end], escaped));
+                }
                 _ => end += 1,
             }
         }
-        if end >= self.text.len() {
-            return None;
-        }
-        self.at = end + 1;
-        let raw = &self.text[start..end];
-        Some(if escaped {
-            unescape(raw)
-        } else {
-            String::from_utf8_lossy(raw).into_owned()
-        })
+        None
     }
 
-    /// The path of `key` in the innermost object: the enclosing keys and indexes, then `key`.
-    fn path(&self, key: &str) -> String {
+    /// The path of the innermost object's last key: the enclosing keys and indexes, then that key.
+    fn path(&self) -> String {
         let mut path = String::new();
-        let depth = self.stack.len();
-        for (level, frame) in self.stack.iter().enumerate() {
+        for frame in &self.stack {
             match frame {
-                Frame::Object { last, .. } => {
-                    let name = if level + 1 == depth { key } else { last };
+                Frame::Object { keys, .. } => {
                     if !path.is_empty() {
                         path.push('.');
                     }
-                    path.push_str(name);
+                    if let Some(key) = keys.last() {
+                        path.push_str(&String::from_utf8_lossy(key));
+                    }
                 }
-                Frame::Array { index } => {
-                    path.push_str(&format!("[{index}]"));
-                }
+                Frame::Array { index } => path.push_str(&format!("[{index}]")),
             }
         }
         path
     }
 }
 
-/// The text of a JSON string's contents (escapes decoded; a lone surrogate becomes U+FFFD).
-fn unescape(raw: &[u8]) -> String {
+/// The UTF-8 text of a JSON string's contents (escapes decoded; a lone surrogate becomes U+FFFD).
+fn unescape(raw: &[u8]) -> Vec<u8> {
     let mut out: Vec<u8> = Vec::with_capacity(raw.len());
     let mut at = 0;
     while at < raw.len() {
@@ -184,7 +202,7 @@ fn unescape(raw: &[u8]) -> String {
         let mut buf = [0u8; 4];
         out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 fn hex4(raw: &[u8], at: usize) -> Option<u32> {
@@ -246,6 +264,15 @@ mod tests {
         assert_eq!(dup(r#"{"\ud83d\ude00":1,"😀":2}"#).as_deref(), Some("😀"));
         assert_eq!(dup(r#"{"a\"b":1,"a\u0022b":2}"#).as_deref(), Some("a\"b"));
         assert_eq!(dup(r#"{"a\\":1,"a":2}"#), None);
+    }
+
+    #[test]
+    fn many_keys_stay_linear_and_are_still_checked() {
+        let keys: Vec<String> = (0..50_000).map(|i| format!("\"k{i}\":1")).collect();
+        let text = format!("{{\"metadata\":{{{}}}}}", keys.join(","));
+        assert_eq!(dup(&text), None);
+        let text = format!("{{\"metadata\":{{{},\"k7\":2}}}}", keys.join(","));
+        assert_eq!(dup(&text).as_deref(), Some("metadata.k7"));
     }
 
     #[test]
