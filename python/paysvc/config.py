@@ -52,7 +52,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # an idle keep-alive connection's life; open connections per process (more are answered 503).
     max_head_bytes: int = 16 * 1024
     head_timeout_ms: int = 10_000
-    body_timeout_ms: int = 20_000
+    body_timeout_ms: int = 10_000
     keepalive_timeout_s: int = 5
     max_connections: int = 2_048
     log_level: str = "INFO"

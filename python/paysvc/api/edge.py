@@ -177,9 +177,9 @@ class EdgeProtocol(HttpToolsProtocol):
         self._timer = None
         if self.transport.is_closing():
             return
-        limit = "PAYSVC_HEAD_TIMEOUT_MS" if phase == "head" else "PAYSVC_BODY_TIMEOUT_MS"
-        log.info("closed a connection: the request %s did not arrive in time (%s)", phase, limit)
-        self.transport.close()  # a request still waiting for its body sees the disconnect: 499
+        if phase == "head":  # a request waiting for its body sees the disconnect and is logged as a 499
+            log.info("closed a connection: a request head did not arrive in time (PAYSVC_HEAD_TIMEOUT_MS)")
+        self.transport.close()
 
     def _answer(self, status: int, code: str, message: str, param: str | None,
                 retry_after_s: int | None = None) -> None:

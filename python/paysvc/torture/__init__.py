@@ -2,9 +2,10 @@
 
 Starts a scratch embedded PostgreSQL and two API processes on it; N clients send random deposits,
 payments, holds, captures, cancels and refunds (with duplicate keys, retries after timeouts and cut
-connections, some abandoned with the JSON whole but the body unfinished, which must never execute) while faults are injected: the database crashes (``pg_ctl stop -m immediate``) and
-restarts, an API process is SIGKILLed and restarted. Then every acknowledged answer is checked
-against the database, the audit runs, and the money is counted. Exit code 1 on any violation.
+connections, some abandoned with the JSON whole but the body unfinished, which must never execute)
+while faults are injected: the database crashes (``pg_ctl stop -m immediate``) and restarts, an API
+process is SIGKILLed and restarted. Then every acknowledged answer is checked against the database,
+the audit runs, and the money is counted. Exit code 1 on any violation.
 """
 
 from __future__ import annotations
