@@ -26,6 +26,7 @@ from psycopg import sql
 
 from paysvc import ids
 from paysvc.api.app import create_app
+from paysvc.api.edge import uvicorn_options
 from paysvc.config import Settings
 from paysvc.db.embedded import EmbeddedPostgres
 from paysvc.db.migrate import migrate
@@ -88,7 +89,7 @@ class RunningServer:
 def start_server(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, str]:
     port = free_port()
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None,
-                            access_log=False, lifespan="on")
+                            access_log=False, lifespan="on", **uvicorn_options(settings))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -1,7 +1,8 @@
 """The short torture run (`paysvc torture`), as CI runs it: two API processes on a scratch database,
-random load with duplicate keys, retries and cut connections, a database crash and an API process
-SIGKILLed; then every acknowledged answer, the audit and the money must check out, and every event
-must have reached the run's flaky webhook receiver with a valid signature."""
+random load with duplicate keys, retries and cut connections (some abandoned mid-body, which must
+never execute), a database crash and an API process SIGKILLed; then every acknowledged answer, the
+audit and the money must check out, and every event must have reached the run's flaky webhook
+receiver with a valid signature."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ def test_short_torture_run_finds_no_violation() -> None:
     assert report["faults"].get("database restart", 0) >= 1, report
     assert report["faults"].get("api process killed", 0) >= 1, report
     assert report["cut_connections"] > 0 and report["replays_checked"] > 0, report
+    # Requests abandoned with their JSON whole but their body unfinished, both framings; none executed.
+    assert report["abandoned"].get("abandoned chunked", 0) > 0, report
+    assert report["abandoned"].get("abandoned content-length", 0) > 0, report
     assert report["payments"] > 300 and report["refunds"] > 0, report
     assert report["answers"].get("402", 0) > 0, report
     # Every event reached the webhook receiver that failed or hung at random (else a violation above).

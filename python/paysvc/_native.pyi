@@ -30,6 +30,7 @@ __all__ = [
     "compute_fee",
     "currency_exponent",
     "fingerprint",
+    "first_duplicate_key",
     "normalize_currency",
     "prepare_account",
     "prepare_cancel",
@@ -93,6 +94,10 @@ def fingerprint(method: str, path: str, body: object) -> str:
 
 def check_idempotency_key(key: str | None, required: bool) -> None:
     """A key is 1..255 printable ASCII characters; ``None`` is allowed unless ``required``."""
+
+def first_duplicate_key(text: bytes) -> str | None:
+    """The path of the first repeated object key (``metadata.k``, ``rules[1].fixed``) in a JSON
+    text already known to be valid, or ``None``."""
 
 def validate_metadata(metadata: dict[str, str] | None) -> None:
     """At most 50 keys of 1..40 characters, each value a string of at most 500 characters."""

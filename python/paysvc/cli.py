@@ -41,6 +41,8 @@ def database(settings: Settings) -> Iterator[str]:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from paysvc.api.edge import uvicorn_options
+
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal with the handler
     # it found installed. Ours only notes it, so the embedded database is stopped before we exit 0.
     stopped_by: list[int] = []
@@ -61,8 +63,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             access_log=False,
             server_header=False,
             loop="auto",
-            http="auto",
             timeout_graceful_shutdown=10,
+            **uvicorn_options(settings),  # the HTTP edge's protocol and limits (api/edge.py)
         )
     return 0
 

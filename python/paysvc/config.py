@@ -49,6 +49,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     events_sequence_interval_ms: int = 500
     max_body_bytes: int = 64 * 1024
     max_batch_body_bytes: int = 1024 * 1024  # POST /v1/payments/batch
+    # The HTTP edge (api/edge.py): the request line and headers; the time to receive them, from the
+    # connection's (or a keep-alive request's) first byte; the time to receive the body after them;
+    # an idle keep-alive connection's life; open connections per process (more are answered 503).
+    max_head_bytes: int = 16 * 1024
+    head_timeout_ms: int = 10_000
+    body_timeout_ms: int = 10_000
+    keepalive_timeout_s: int = 5
+    max_connections: int = 2_048
     log_level: str = "INFO"
     # Risk: a directory of extra risk model files (*.json), beside (or replacing by id) the packaged ones.
     risk_models_dir: str | None = None
@@ -100,6 +108,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                  "PAYSVC_WEBHOOK_POLL_INTERVAL_MS must be between 10 and 60000")
         _require(self.webhook_disable_after_failed_deliveries >= 0,
                  "PAYSVC_WEBHOOK_DISABLE_AFTER_FAILED_DELIVERIES must be >= 0 (0 never disables)")
+        _require(1024 <= self.max_head_bytes <= 1024 * 1024, "PAYSVC_MAX_HEAD_BYTES must be between 1024 and 1048576")
+        _require(100 <= self.head_timeout_ms <= 600_000, "PAYSVC_HEAD_TIMEOUT_MS must be between 100 and 600000")
+        _require(100 <= self.body_timeout_ms <= 600_000, "PAYSVC_BODY_TIMEOUT_MS must be between 100 and 600000")
+        _require(1 <= self.keepalive_timeout_s <= 3_600, "PAYSVC_KEEPALIVE_TIMEOUT_S must be between 1 and 3600")
+        _require(1 <= self.max_connections <= 1_000_000, "PAYSVC_MAX_CONNECTIONS must be between 1 and 1000000")
         _require(self.admin_token is None or len(self.admin_token) >= 16,
                  "PAYSVC_ADMIN_TOKEN must be at least 16 characters")
 

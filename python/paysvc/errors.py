@@ -42,9 +42,11 @@ CODES: Final[dict[str, tuple[int, str]]] = {
     "invalid_state": (409, INVALID_REQUEST),
     "idempotency_key_in_use": (409, IDEMPOTENCY),
     "body_too_large": (413, INVALID_REQUEST),
+    "header_too_large": (431, INVALID_REQUEST),
     "idempotency_key_reused": (422, IDEMPOTENCY),
     "rate_limited": (429, RATE_LIMIT),
     "internal_error": (500, API),
+    "transfer_encoding_unsupported": (501, INVALID_REQUEST),
     "service_unavailable": (503, API),
 }
 

@@ -10,6 +10,7 @@ pub mod currency;
 pub mod errors;
 pub mod fees;
 pub mod fingerprint;
+pub mod json_keys;
 pub mod plans;
 pub mod risk;
 pub mod validate;
@@ -285,6 +286,12 @@ fn check_idempotency_key(py: Python<'_>, key: Arg, required: Arg) -> PyResult<()
         let required = validate::bool_param(&required.0, "required")?;
         validate::check_idempotency_key_value(&key.0, required)
     })
+}
+
+/// The path of the first repeated object key in a JSON text (`bytes`), or `None`.
+#[pyfunction]
+fn first_duplicate_key(py: Python<'_>, text: &[u8]) -> PyResult<Option<String>> {
+    run(py, || Ok(json_keys::first_duplicate_key(text)))
 }
 
 /// Checks metadata: at most 50 keys of 1..40 characters, string values of at most 500.
@@ -1079,6 +1086,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_fingerprint, m)?)?;
     m.add_function(wrap_pyfunction!(check_idempotency_key, m)?)?;
     m.add_function(wrap_pyfunction!(validate_metadata, m)?)?;
+    m.add_function(wrap_pyfunction!(first_duplicate_key, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_payment, m)?)?;
     m.add_function(wrap_pyfunction!(settle_fee, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_capture, m)?)?;

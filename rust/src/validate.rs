@@ -17,7 +17,7 @@ fn key_invalid(message: &str) -> CoreError {
     )
 }
 
-/// A key is 1..=255 characters, each printable ASCII (U+0020..=U+007E).
+/// A key is 1..=255 characters, each printable ASCII (U+0020..=U+007E) but the comma.
 pub fn check_idempotency_key(key: Option<&str>, required: bool) -> CoreResult<()> {
     let Some(key) = key else {
         if required {
@@ -32,6 +32,15 @@ pub fn check_idempotency_key(key: Option<&str>, required: bool) -> CoreResult<()
     if !key.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
         return Err(key_invalid(
             "The Idempotency-Key header may only contain printable ASCII characters (space through ~).",
+        ));
+    }
+    // Two Idempotency-Key header lines reach the app joined by ", " (RFC 9110 5.3: the same
+    // message as one line with a comma-separated list), so a comma means several keys: which
+    // one guards the payment would depend on who reads the header. Refused, like any other
+    // ambiguity, rather than picking one.
+    if key.contains(',') {
+        return Err(key_invalid(
+            "The Idempotency-Key header must hold exactly one key: send the header once, with no comma in it.",
         ));
     }
     // All ASCII from here on, so bytes are characters.
@@ -243,6 +252,8 @@ mod tests {
             "nl\n",
             "\u{0}",
             "😀",
+            "a, b",
+            ",",
         ] {
             assert_eq!(key_err(bad), "idempotency_key_invalid", "{bad:?}");
         }

@@ -19,7 +19,7 @@ from paysvc.api import context, openapi
 from paysvc.api.accounts import AccountController
 from paysvc.api.auth import RateLimiter, provide_tenant
 from paysvc.api.common import TenantDep
-from paysvc.api.context import BodyLimitMiddleware
+from paysvc.api.edge import WholeBodyMiddleware
 from paysvc.api.errors_http import HANDLERS
 from paysvc.api.events import EventController
 from paysvc.api.fees import FeeScheduleController
@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "engine": Provide(provide_engine, sync_to_thread=False),
         },
         middleware=[DefineMiddleware(
-            cast(Any, BodyLimitMiddleware), max_body_bytes=settings.max_body_bytes,
+            cast(Any, WholeBodyMiddleware), max_body_bytes=settings.max_body_bytes,
             larger_bodies={BATCH_PATH: settings.max_batch_body_bytes},
         )],
         exception_handlers=HANDLERS,

@@ -11,6 +11,7 @@ from litestar import Request
 from litestar.datastructures import State
 
 from paysvc import admin
+from paysvc.api.decode import check_query
 from paysvc.errors import ApiError
 from paysvc.tenants import Tenant
 
@@ -68,6 +69,7 @@ async def provide_tenant(request: Request[Any, Any, State]) -> Tenant:
     request.scope["paysvc.tenant_id"] = tenant.id  # type: ignore[typeddict-unknown-key]
     limiter: RateLimiter = request.app.state.rate_limiter
     limiter.check(tenant.key_hash)
+    check_query(request.scope)  # parameters come after authentication (brief 2b); edge.py checks the rest
     return tenant
 
 

@@ -96,7 +96,8 @@ AUTH_ERRORS = {
     429: _spec("rate_limited (with Retry-After)"),
     503: _spec("service_unavailable: database unreachable (with Retry-After)"),
 }
-READ_ERRORS = {**AUTH_ERRORS, 400: _spec("parameter_invalid, invalid_cursor"), 404: _spec("resource_missing")}
+READ_ERRORS = {**AUTH_ERRORS, 400: _spec("parameter_invalid (also a repeated query parameter), parameter_unknown, "
+                                         "invalid_cursor"), 404: _spec("resource_missing")}
 WRITE_ERRORS = {
     **AUTH_ERRORS,
     400: _spec(

@@ -1,5 +1,5 @@
 """Per-request context: the request id, the ``X-Request-Id`` header, the request metrics, one log line
-per request, and the body-size limit.
+per request.
 
 Two plain ASGI middlewares:
 
@@ -8,8 +8,12 @@ Two plain ASGI middlewares:
   metric too. After the app answered, Litestar's router has left the matched route's template in
   ``scope["path_template"]``; the metrics and the log use it as ``route`` (``unmatched`` when no route
   matched), never the raw path.
-- :class:`BodyLimitMiddleware` is route middleware: it runs after routing but before authentication
-  and body parsing (the brief orders the checks: body size, then authentication, then the body).
+- :class:`paysvc.api.edge.WholeBodyMiddleware` is route middleware: after routing, before
+  authentication and body parsing, it runs the handler only on a request received whole, and
+  enforces the body-size limit first (the brief orders the checks: body size, then authentication,
+  then the body). A request whose client left
+  before its body ended sets ``CLIENT_GONE_KEY`` and gets no answer: it is counted and logged with
+  status 499 (nginx's "client closed request"), apart from the 5xx.
 
 The log line (logger ``paysvc.request``, INFO) carries, as fields of the record (JSON keys): request_id,
 tenant_id (null when unauthenticated), method, route, path (without the query string), status,
@@ -27,7 +31,6 @@ from typing import Any
 
 from paysvc import ids, metrics
 from paysvc.db.retry import RequestRetries, request_retries
-from paysvc.errors import encode_error
 from paysvc.ids import new_request_id
 
 log = logging.getLogger("paysvc.request")
@@ -42,7 +45,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 REQUEST_ID_KEY = "paysvc.request_id"
 UNSENT_ID_KEY = "paysvc.request_id_unsent"
 TENANT_ID_KEY = "paysvc.tenant_id"  # the authenticated tenant's UUID (api/auth.py sets it)
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CLIENT_GONE_KEY = "paysvc.client_gone"  # the client left before its request was received whole
+CLIENT_CLOSED_REQUEST = 499
 _INFO = logging.INFO
 
 
@@ -93,7 +97,7 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             request_retries.reset(token)
-            status = status_seen or 500
+            status = status_seen or (CLIENT_CLOSED_REQUEST if scope.get(CLIENT_GONE_KEY) else 500)
             # The router sets path_template with route_handler, only when a route matched.
             route: str = scope.get("path_template") or metrics.UNMATCHED_ROUTE
             metrics.record_request(method, route, status, elapsed)
@@ -119,75 +123,3 @@ def install(app: Any) -> None:
     :class:`RequestContextMiddleware`. Litestar's own ``middleware=`` list runs only after routing, so it
     never sees the requests that match no route."""
     app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
-
-
-class BodyLimitMiddleware:
-    """413 for bodies over the limit, before authentication and body parsing (route middleware)."""
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int, larger_bodies: dict[str, int] | None = None) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-        self.larger_bodies = larger_bodies or {}  # path -> its own limit (the batch endpoint: 1 MiB)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
-            limit = self.larger_bodies.get(scope["path"], self.max_body_bytes)
-            length = _content_length(scope)
-            too_large = length is not None and length > limit
-            if length is None:  # chunked: read it now, so the limit is checked before anything else
-                body, too_large = await _read_limited(receive, limit)
-                receive = _replay(body)
-            if too_large:
-                await _too_large(send, request_id_of(scope), limit)
-                return
-        await self.app(scope, receive, send)
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-async def _read_limited(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return b"", True
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks), False
-
-
-def _replay(body: bytes) -> Receive:
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    return receive
-
-
-async def _too_large(send: Send, request_id: str, limit: int) -> None:
-    body = encode_error("body_too_large", f"The request body is larger than {limit} bytes.", None, request_id)
-    await send({
-        "type": "http.response.start",
-        "status": 413,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-    })
-    await send({"type": "http.response.body", "body": body})

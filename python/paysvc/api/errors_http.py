@@ -20,9 +20,20 @@ log = logging.getLogger("paysvc.errors")
 JSON = "application/json"
 
 
-def error_response(error: ApiError, request: Request[Any, Any, Any]) -> Response[bytes]:
+# RFC 6750 3: a 401 names the scheme it wants; a key that was sent but refused is invalid_token.
+_CHALLENGES = {"api_key_missing": 'Bearer realm="paysvc"',
+               "api_key_invalid": 'Bearer realm="paysvc", error="invalid_token"'}
+
+
+def error_response(error: ApiError, request: Request[Any, Any, Any],
+                   headers: dict[str, str] | None = None) -> Response[bytes]:
     request_id = request_id_of(request.scope)
-    headers = {} if error.retry_after_s is None else {"Retry-After": str(error.retry_after_s)}
+    headers = dict(headers or {})
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(error.retry_after_s)
+    challenge = _CHALLENGES.get(error.code)
+    if challenge is not None:
+        headers["WWW-Authenticate"] = challenge
     if request_id_header_owed(request.scope):
         headers["X-Request-Id"] = request_id
     return Response(content=error.body(request_id), status_code=error.status, media_type=JSON, headers=headers)
@@ -61,6 +72,8 @@ def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respon
         error = ApiError(
             "method_not_allowed", f"{request.method} is not allowed on {request.url.path}."
         )
+        allow = (exc.headers or {}).get("allow")  # the router names the path's methods (RFC 9110 15.5.6)
+        return error_response(error, request, {"Allow": allow} if allow else None)
     elif exc.status_code == 413:
         error = ApiError("body_too_large", "The request body is too large.")
     elif exc.status_code < 500:

@@ -2,12 +2,12 @@
 
 Starts a scratch embedded PostgreSQL and two API processes on it; N clients send random deposits,
 payments, holds, captures, cancels and refunds (with duplicate keys, retries after timeouts and cut
-connections) while faults are injected: the database crashes (``pg_ctl stop -m immediate``) and
-restarts, an API process is SIGKILLed and restarted. Then every acknowledged answer is checked
-against the database, the audit runs, and the money is counted. A webhook endpoint subscribed to
-every event points at a receiver that answers 500 or hangs at random: at the end, every event of
-the run must have reached it at least once with a valid signature (torture/webhooks.py). Exit code
-1 on any violation.
+connections, some abandoned with the JSON whole but the body unfinished, which must never execute)
+while faults are injected: the database crashes (``pg_ctl stop -m immediate``) and restarts, an API
+process is SIGKILLed and restarted. Then every acknowledged answer is checked against the database,
+the audit runs, and the money is counted. A webhook endpoint subscribed to every event points at a
+receiver that answers 500 or hangs at random: at the end, every event of the run must have reached
+it at least once with a valid signature (torture/webhooks.py). Exit code 1 on any violation.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class Report:
     refunds: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     cut_connections: int = 0
+    abandoned: Counter[str] = field(default_factory=Counter)  # requests abandoned mid-body, by kind
     replays_checked: int = 0
     answers: Counter[str] = field(default_factory=Counter)
     webhook_requests: int = 0
@@ -74,6 +75,7 @@ class Report:
             "duration_s": round(self.duration_s, 1), "clients": self.clients, "requests": self.requests,
             "http_attempts": self.http_attempts, "acknowledged": self.acknowledged, "payments": self.payments,
             "refunds": self.refunds, "faults": dict(self.faults), "cut_connections": self.cut_connections,
+            "abandoned": dict(self.abandoned),
             "replays_checked": self.replays_checked, "answers": dict(self.answers),
             "webhook_requests": self.webhook_requests, "webhook_events": self.webhook_events,
             "violations": self.violations[:100], "violation_count": len(self.violations),
@@ -154,7 +156,8 @@ async def run(duration_s: float, n_clients: int) -> Report:
         report.violations = [v for client_log in logs for v in client_log.violations]
         funding_id = ids.decode(ids.ACCOUNT, world.funding)
         assert funding_id is not None
-        found, counts = await asyncio.to_thread(verify, url, tenant_id, funding_id, told, setup_deposits)
+        found, counts = await asyncio.to_thread(verify, url, tenant_id, funding_id, told, setup_deposits,
+                                                tally.abandoned_keys)
         report.violations += found
         _progress("running the audit")
         audited = await asyncio.to_thread(audit.run_audit, url)
@@ -168,6 +171,7 @@ async def run(duration_s: float, n_clients: int) -> Report:
         report.acknowledged = sum(n for status, n in tally.attempts.items() if status.startswith("2"))
         report.payments, report.refunds = counts["payments"], counts["refunds"]
         report.cut_connections = tally.cut
+        report.abandoned = tally.abandoned
         report.replays_checked = tally.replays_checked
         report.duration_s = time.monotonic() - started
         keep = bool(report.violations)

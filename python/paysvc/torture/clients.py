@@ -22,6 +22,9 @@ import httpx
 
 CLIENT_TIMEOUT_S = 5.0
 RESOLVE_TIMEOUT_S = 180.0  # how long a client keeps retrying one request before calling it unresolved
+# How a cut connection ends its request (Client.cut).
+ABANDONED_KINDS = ("abandoned chunked", "abandoned content-length")
+CUT_KINDS = ("whole request", "part of the body", *ABANDONED_KINDS)
 STORED_STATUSES = frozenset({200, 201, 402})  # replayed byte for byte (409 invalid_state too, checked by code)
 
 
@@ -64,6 +67,8 @@ class Tally:
     ops: Counter[str] = field(default_factory=Counter)
     replays_checked: int = 0
     cut: int = 0
+    abandoned: Counter[str] = field(default_factory=Counter)  # ABANDONED_KINDS -> how many
+    abandoned_keys: list[str] = field(default_factory=list)  # keys of abandoned requests: never executed
     unresolved: int = 0
 
 
@@ -208,16 +213,28 @@ class Client:
         return None
 
     async def cut(self, path: str, content: bytes, key: str) -> None:
-        """Send the request on a raw connection and hang up before the answer (sometimes mid-body)."""
+        """Send the request on a raw connection and hang up before the answer. Four ways, one at random:
+        the whole request; part of its body; and two that are abandoned with the JSON complete but the
+        request not (a Content-Length one byte longer than the body sent, or a chunked body without its
+        closing empty chunk). An abandoned request must never execute: it goes under a key of its own,
+        never sent again (``Tally.abandoned_keys``), that verify.py checks no record was stored under."""
         base = self.rng.choice(self.world.base_urls)
         host, port = base.removeprefix("http://").split(":")
-        request = (
+        kind = self.rng.choice(CUT_KINDS)
+        if kind in ABANDONED_KINDS:
+            key = f"{key}-abandoned"
+        head = (
             f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {self.world.api_key}\r\n"
             f"Idempotency-Key: {key}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(content)}\r\n\r\n"
-        ).encode() + content
-        if self.rng.random() < 0.5:
-            request = request[: len(request) - len(content) // 2 - 1]
+        )
+        if kind == "abandoned chunked":
+            request = f"{head}Transfer-Encoding: chunked\r\n\r\n{len(content):x}\r\n".encode() + content + b"\r\n"
+        elif kind == "abandoned content-length":
+            request = f"{head}Content-Length: {len(content) + 1}\r\n\r\n".encode() + content
+        else:
+            request = f"{head}Content-Length: {len(content)}\r\n\r\n".encode() + content
+            if kind == "part of the body":
+                request = request[: len(request) - len(content) // 2 - 1]
         try:
             _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 2)
             writer.write(request)
@@ -225,6 +242,9 @@ class Client:
             await asyncio.sleep(self.rng.uniform(0, 0.02))
             writer.transport.abort()
             self.tally.cut += 1
+            if kind in ABANDONED_KINDS:
+                self.tally.abandoned[kind] += 1
+                self.tally.abandoned_keys.append(key)
         except (OSError, TimeoutError):
             self.tally.attempts["connection error"] += 1
 

@@ -19,15 +19,24 @@ MONEY_OUTSIDE_FUNDING = (
     "SELECT coalesce(sum(posted), 0), coalesce(sum(pending), 0) FROM accounts WHERE tenant_id = %s AND id <> %s"
 )
 FUNDING_POSTED = "SELECT posted FROM accounts WHERE id = %s"
+RECORDS_UNDER = "SELECT idem_key FROM idempotency_keys WHERE tenant_id = %s AND idem_key = ANY(%s)"
 
 CREATES = frozenset({"deposit", "payment", "hold"})
 
 
 def verify(database_url: str, tenant_id: uuid.UUID, funding_id: uuid.UUID, told: Iterable[Told],
-           setup_deposits: dict[str, int]) -> tuple[list[str], dict[str, int]]:
-    """Violations (empty when every acknowledged answer holds in the database) and a few counts."""
+           setup_deposits: dict[str, int], abandoned_keys: list[str]) -> tuple[list[str], dict[str, int]]:
+    """Violations (empty when every acknowledged answer holds in the database) and a few counts.
+
+    ``abandoned_keys``: requests the client abandoned before their body ended. None may have run: an
+    executed write stores its record under its key in the transaction that moves the money, so no
+    record means no money moved (and a payment that ran would also be one no client was told of)."""
     violations: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
+        executed = [row[0] for row in conn.execute(RECORDS_UNDER, (tenant_id, abandoned_keys)).fetchall()]
+        if executed:
+            violations.append(f"{len(executed)} requests abandoned before their body ended were executed, e.g. "
+                              f"{sorted(executed)[:5]}")
         payments: dict[str, tuple[Any, ...]] = {
             ids.encode(ids.PAYMENT, row[0]): row[1:]
             for row in conn.execute(PAYMENTS_OF_TENANT, (tenant_id,)).fetchall()
