@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -143,6 +144,18 @@ def test_walkthrough_sync(admin: Client) -> None:
     failed = client.payments.retrieve(declined.value.payment)
     assert failed.status == "failed" and failed.failure_code == "insufficient_funds"
     assert [p.id for p in client.payments.list(status="failed")] == [failed.id]
+
+
+def test_readme_walkthrough_runs(app_server: RunningServer, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).parent.parent / "clients" / "python" / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.setenv("PAYSVC_BASE_URL", app_server.base_url)
+    monkeypatch.setenv("PAYSVC_ADMIN_TOKEN", ADMIN_TOKEN)
+    exec(compile(code, "clients/python/README.md", "exec"), {"__name__": "readme"})  # noqa: S102 - our own README
+    out = capsys.readouterr().out
+    assert "declined: insufficient_funds request req_" in out
+    assert "refund.succeeded" in out and "Balance(posted=" in out
 
 
 async def test_walkthrough_async(app_server: RunningServer) -> None:
