@@ -7,7 +7,7 @@
 
 from paysvc_client import types
 from paysvc_client._async import AsyncClient, AsyncPage
-from paysvc_client._core import DEFAULT_BASE_URL, VERSION
+from paysvc_client._core import DEFAULT_BASE_URL, VERSION, decode_event
 from paysvc_client._sync import Client, Page
 from paysvc_client.errors import (
     APIConnectionError,
@@ -72,5 +72,6 @@ __all__ = [
     "WebhookDelivery",
     "WebhookEndpoint",
     "WebhookVerificationError",
+    "decode_event",
     "types",
 ]

@@ -255,9 +255,10 @@ class Client:
         attempt = 0
         while True:
             try:
-                response = self._http.request(request.method, core.base_url + request.path, params=request.params,
-                                              content=request.body, headers=core.headers(request),
-                                              timeout=core.timeout_s)
+                response = self._http.request(
+                    request.method, core.base_url + request.path, params=request.params, content=request.body,
+                    headers=core.headers(request), timeout=core.timeout_s,
+                )
             except httpx.TransportError as error:
                 delay_s = core.retry_after_exception(request, error, attempt)
                 if delay_s is None:

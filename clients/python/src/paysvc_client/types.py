@@ -124,7 +124,8 @@ class Review(_Object, kw_only=True):
 
 class EventData(_Object, kw_only=True):
     # The payment, refund or review as it was when the event was created; a plain dict for an
-    # object kind this client does not know.
+    # object kind this client does not know. msgspec cannot decode this union by itself (the
+    # members are told apart by their "object" field): paysvc_client.decode_event builds it.
     object: Payment | Refund | Review | dict[str, Any]
 
 
