@@ -26,6 +26,7 @@ import msgspec
 import pytest
 
 from conftest import ADMIN_TOKEN, RunningServer, extra_server, free_port
+from paysvc.config import Settings
 from paysvc_client import (
     APIConnectionError,
     APIError,
@@ -274,6 +275,27 @@ def test_batch_items_are_typed_payments_or_errors(client: Client) -> None:
     assert replay.id == items[0].payment.id
 
 
+async def test_real_rate_limit_is_waited_out_with_the_same_keys(app_server: RunningServer) -> None:
+    settings = Settings(database_url=app_server.database_url, admin_token=ADMIN_TOKEN, pool_size=2,
+                        rate_limit_per_s=2)
+    async with extra_server(settings) as base_url, AsyncClient(base_url=base_url, admin_token=ADMIN_TOKEN) as admin:
+        key = (await admin.create_tenant("limited")).api_key
+        client = admin.with_api_key(key)
+        async with AsyncClient(key, base_url=base_url, max_retries=0) as impatient:
+            with pytest.raises(RateLimitError) as limited:
+                for _ in range(4):
+                    await impatient.accounts.list()
+        assert limited.value.code == "rate_limited" and (limited.value.retry_after_s or 0) >= 1
+        funding = await client.accounts.create(currency="USD", allow_negative=True)
+        customer = await client.accounts.create(currency="USD")
+        started = time.monotonic()
+        paid = [await client.payments.create(amount=10, currency="USD", source=funding.id, destination=customer.id)
+                for _ in range(4)]
+        assert time.monotonic() - started >= 0.9  # some waited for Retry-After instead of failing
+        assert len({p.id for p in paid}) == 4
+        assert (await client.accounts.retrieve(customer.id)).balance.posted == 40  # no payment twice
+
+
 # ---- retries, against a scripted server ------------------------------------------------------------
 
 DROP = "drop"  # close the connection without answering
@@ -341,7 +363,7 @@ def scripted(script: Script) -> Iterator[str]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -579,7 +601,7 @@ def _receiver() -> Iterator[tuple[str, list[_Received], threading.Event]]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/hook", received, arrived
     finally:
