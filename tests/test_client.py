@@ -648,6 +648,8 @@ def test_risk_settings_rules_models_reviews_and_fraud_reports(client: Client, op
         client.risk.settings_put(mode="enforce", champion="no-such-model")
     assert unknown_model.value.code == "parameter_invalid"
 
+    _, customer = _funded(client, 10_000)  # before the rules, so the deposit is not reviewed
+    shop = client.accounts.create(currency="USD")
     rules = client.risk.rules_put([{"action": "review", "predicate": ":amount: >= 700"},
                                    {"action": "block", "predicate": ":amount: = 666"}])
     assert [r.action for r in rules.rules] == ["review", "block"] and all(r.id.startswith("rule_") for r in rules.rules)
@@ -656,8 +658,6 @@ def test_risk_settings_rules_models_reviews_and_fraud_reports(client: Client, op
         client.risk.rules_put([{"action": "block", "predicate": ":amount: >"}])
     assert bad_rule.value.param == "rules[0].predicate"
 
-    _, customer = _funded(client, 10_000)
-    shop = client.accounts.create(currency="USD")
     with pytest.raises(PaymentError) as blocked:
         client.payments.create(amount=666, currency="USD", source=customer.id, destination=shop.id)
     assert blocked.value.code == "payment_blocked" and blocked.value.payment is not None
