@@ -177,6 +177,8 @@ async def test_review_moves_money_opens_a_review_and_approval_closes_it(api: Api
     opened = [e["data"]["object"] for e in events if e["type"] == "review.opened"]
     closed = [e["data"]["object"] for e in events if e["type"] == "review.closed"]
     assert opened == [review] and closed == [approved.json()]
+    mine = [e["type"] for e in events if e["data"]["object"]["id"] in (payment["id"], review["id"])]
+    assert mine == ["payment.succeeded", "review.opened", "review.closed"]
     # A review rule does not get past the funds check: declined, no review.
     r = await api.pay(alice["id"], bob["id"], 5_000)
     assert r.status_code == 402 and r.json()["error"]["code"] == "insufficient_funds"

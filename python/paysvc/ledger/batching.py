@@ -76,7 +76,7 @@ from paysvc.resources import (
     encode,
 )
 from paysvc.risk.cache import TenantRisk
-from paysvc.risk.serving import STATE_OUTCOMES, log_shadows, not_assessed, render
+from paysvc.risk.serving import STATE_OUTCOMES, log_assessment, not_assessed, render
 from paysvc.tenants import Tenant
 from paysvc.timefmt import rfc3339
 
@@ -130,7 +130,9 @@ WITH pay AS (
          AS r(id, tenant_id, payment_id, rule_id, rule_action, rule_predicate)
 ), ev AS (
     INSERT INTO events (id, tenant_id, type, data, created_at)
-    SELECT v.id, v.tenant_id, v.type, v.data, %(now)s
+    SELECT v.id, v.tenant_id, v.type, v.data,
+           -- a review opened with its payment is numbered after the payment's event
+           CASE WHEN v.type = 'review.opened' THEN %(now)s + INTERVAL '1 microsecond' ELSE %(now)s END
     FROM unnest(%(v_ids)s::UUID[], %(v_tenants)s::UUID[], %(v_types)s::TEXT[], %(v_data)s::BYTEA[])
          AS v(id, tenant_id, type, data)
 ), bal AS (
@@ -545,7 +547,7 @@ def _apply_one(
             metadata=plan.metadata, source_state=src.risk_state, source_created_at_s=_seconds(src),
             destination_state=dst.risk_state, destination_created_at_s=_seconds(dst), now_s=now_s,
         )
-        log_shadows(ids.encode(ids.PAYMENT, payment_id), assessment)
+        log_assessment(ids.encode(ids.PAYMENT, payment_id), assessment)
 
     def outcome(outcome_type: OutcomeType) -> PaymentOutcome:
         """The payment's outcome; it is recorded, so both accounts' risk states count it."""

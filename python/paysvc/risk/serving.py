@@ -12,6 +12,9 @@ from paysvc.risk.cache import TenantRisk
 
 # Shadow models' scores: logged for offline comparison, never acted on, never shown.
 shadow_log = logging.getLogger("paysvc.risk.shadow")
+# The feature vector each payment was scored with (DEBUG): what the model saw online, to compare with
+# the features the offline tools recompute for the same payment.
+feature_log = logging.getLogger("paysvc.risk.features")
 
 # What risk_state_record calls the payment, by the payment's outcome type.
 STATE_OUTCOMES: dict[OutcomeType, str] = {
@@ -38,7 +41,10 @@ def render(risk: TenantRisk, assessment: RiskAssessment, outcome_type: OutcomeTy
     )
 
 
-def log_shadows(payment_id: str, assessment: RiskAssessment) -> None:
+def log_assessment(payment_id: str, assessment: RiskAssessment) -> None:
+    if feature_log.isEnabledFor(logging.DEBUG) and assessment.features:
+        feature_log.debug("features of %s (score %s by %s): %s", payment_id, assessment.risk_score,
+                          assessment.model, ",".join(f"{x:.6g}" for x in assessment.features))
     if assessment.shadow_scores and shadow_log.isEnabledFor(logging.INFO):
         shadow_log.info("shadow scores of %s: %s (served %s by %s)", payment_id,
                         ", ".join(f"{model}={score}" for model, score in assessment.shadow_scores),
