@@ -6,11 +6,11 @@ with a fixed number of statements, whatever the batch size, sent in two round tr
 
     round trip 1: BEGIN ISOLATION LEVEL READ COMMITTED;
        INSERT every idempotency claim (unnest) … ON CONFLICT DO NOTHING RETURNING the claimed ones;
-       SELECT every account the batch touches … ORDER BY id FOR UPDATE
+       SELECT every account the batch touches … ORDER BY id FOR UPDATE (with its risk state)
     (only if some keys were already taken: their records, to replay them or refuse with 422/409,
      and for expired ones a forget-and-claim-again round trip)
-    round trip 2: one data-modifying statement (INSERT payments, INSERT events, UPDATE balances,
-       INSERT entries, UPDATE the idempotency records, all through unnest);
+    round trip 2: one data-modifying statement (INSERT payments, INSERT reviews, INSERT events,
+       UPDATE balances and risk states, INSERT entries, UPDATE the idempotency records, all through unnest);
        (only if some request was a 400 found in the ledger, say a currency mismatch) DELETE its claim;
        COMMIT
 Sent one statement at a time the same batch took five round trips. Measured with `paysvc bench`
@@ -20,7 +20,9 @@ round trips it saved.) The statements are bound client-side and not prepared: th
 plans them for each batch, which a batch of many payments affords.
 
 Outcomes are computed in order in Python against the locked rows, so each payment sees the balances
-the ones before it left, exactly as if they had run one by one; a declined payment fails alone. A
+(and risk states) the ones before it left, exactly as if they had run one by one; a declined payment
+fails alone. Risk decides before funds (brief section 8; docs/design.md, "Risk in the batch"): one
+native call assesses the payment, two record it in its accounts' risk states. A
 failed transaction re-runs the whole batch; an ambiguous commit (or a connection lost in either
 round trip) re-runs it too, and the claims then replay what committed.
 
