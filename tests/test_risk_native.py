@@ -357,3 +357,25 @@ def test_arm_is_the_same_in_another_process() -> None:
     done = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], capture_output=True,
                           text=True, check=True, timeout=60)
     assert done.stdout.strip() == "".join("1" if a else "0" for a in arms(50))
+
+
+def test_wrong_argument_types_are_core_errors_naming_the_parameter() -> None:
+    with pytest.raises(CoreError) as e:
+        _native.risk_state_record("x", T0, as_source=True, counterparty_id=DST, amount_minor=1,  # type: ignore[arg-type]
+                                  outcome="authorized")
+    assert e.value.param == "state"
+    with pytest.raises(CoreError) as e:
+        _native.risk_features(1, "USD", True, "not bytes", DST, None, T0, None, T0, T0, None)  # type: ignore[arg-type]
+    assert e.value.param == "source_id"
+    with pytest.raises(CoreError) as e:
+        _native.risk_rules_check([":amount: > 1", 5])  # type: ignore[list-item]
+    assert e.value.param == "rules[1].predicate"
+    with pytest.raises(CoreError) as e:
+        policy(champion="gbdt_v1")
+    assert e.value.param == "champion"
+    with pytest.raises(CoreError) as e:
+        policy(shadows=[BY_CAPTURE, None])
+    assert e.value.param == "shadows[1]"
+    with pytest.raises(CoreError) as e:
+        _native.risk_rules_check(None)  # type: ignore[arg-type]
+    assert e.value.param == "predicates"

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod decide;
 pub mod features;
+pub mod input;
 pub mod model;
 pub mod rules;
 pub mod state;
