@@ -549,7 +549,7 @@ def _apply_one(
             metadata=plan.metadata, source_state=src.risk_state, source_created_at_s=_seconds(src),
             destination_state=dst.risk_state, destination_created_at_s=_seconds(dst), now_s=now_s,
         )
-        log_assessment(ids.encode(ids.PAYMENT, payment_id), assessment)
+        log_assessment(payment_id, assessment)
 
     def outcome(outcome_type: OutcomeType) -> PaymentOutcome:
         """The payment's outcome; it is recorded, so both accounts' risk states count it."""

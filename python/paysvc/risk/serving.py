@@ -5,7 +5,9 @@ payment's ``outcome`` (brief section 8)."""
 from __future__ import annotations
 
 import logging
+import uuid
 
+from paysvc import ids
 from paysvc._native import RiskAssessment
 from paysvc.resources import OutcomeType, PaymentOutcome
 from paysvc.risk.cache import TenantRisk
@@ -41,11 +43,13 @@ def render(risk: TenantRisk, assessment: RiskAssessment, outcome_type: OutcomeTy
     )
 
 
-def log_assessment(payment_id: str, assessment: RiskAssessment) -> None:
+def log_assessment(payment_id: uuid.UUID, assessment: RiskAssessment) -> None:
+    """Feature logging (DEBUG) and shadow scores (INFO); costs two level checks when both are off."""
     if feature_log.isEnabledFor(logging.DEBUG) and assessment.features:
-        feature_log.debug("features of %s (score %s by %s): %s", payment_id, assessment.risk_score,
-                          assessment.model, ",".join(f"{x:.6g}" for x in assessment.features))
+        feature_log.debug("features of %s (score %s by %s): %s", ids.encode(ids.PAYMENT, payment_id),
+                          assessment.risk_score, assessment.model,
+                          ",".join(f"{x:.6g}" for x in assessment.features))
     if assessment.shadow_scores and shadow_log.isEnabledFor(logging.INFO):
-        shadow_log.info("shadow scores of %s: %s (served %s by %s)", payment_id,
+        shadow_log.info("shadow scores of %s: %s (served %s by %s)", ids.encode(ids.PAYMENT, payment_id),
                         ", ".join(f"{model}={score}" for model, score in assessment.shadow_scores),
                         assessment.risk_score, assessment.model)
