@@ -5,6 +5,7 @@ velocity counts across payments and processes, and no extra statement in the gro
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from typing import Any
 
@@ -177,6 +178,8 @@ async def test_review_moves_money_opens_a_review_and_approval_closes_it(api: Api
     opened = [e["data"]["object"] for e in events if e["type"] == "review.opened"]
     closed = [e["data"]["object"] for e in events if e["type"] == "review.closed"]
     assert opened == [review] and closed == [approved.json()]
+    mine = [e["type"] for e in events if e["data"]["object"]["id"] in (payment["id"], review["id"])]
+    assert mine == ["payment.succeeded", "review.opened", "review.closed"]
     # A review rule does not get past the funds check: declined, no review.
     r = await api.pay(alice["id"], bob["id"], 5_000)
     assert r.status_code == 402 and r.json()["error"]["code"] == "insufficient_funds"
@@ -481,3 +484,16 @@ async def test_one_transaction_per_payment_decides_the_same(api: Api, app_server
         assert reviewed.json()["review"].startswith("prv_")
         assert (await there.pay(alice["id"], bob["id"], 5)).json()["outcome"]["type"] == "authorized"
     assert await api.balance(bob["id"]) == {"posted": 22, "pending": 0, "available": 22}
+
+
+async def test_shadow_models_are_logged_and_never_shown(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    r = await api.put("/v1/risk/settings", {"shadow_models": ["logreg_v1"]})
+    assert r.status_code == 200
+    _, alice = await api.funded_account(100)
+    bob = await api.account()
+    with caplog.at_level(logging.INFO, logger="paysvc.risk.shadow"):
+        r = await api.pay(alice["id"], bob["id"], 10)
+    assert r.status_code == 201
+    assert r.json()["outcome"]["model"] == "gbdt_v1" and "logreg_v1" not in r.text
+    logged = [rec.getMessage() for rec in caplog.records if rec.name == "paysvc.risk.shadow"]
+    assert any(r.json()["id"] in line and "logreg_v1=" in line for line in logged), logged

@@ -68,7 +68,8 @@ class PaymentController(Controller):
         responses={
             201: ResponseSpec(Payment, description="The payment"),
             **IDEMPOTENT_WRITE_ERRORS,
-            402: _spec("insufficient_funds: the payment is recorded as failed; error.payment is its id"),
+            402: _spec("insufficient_funds, or payment_blocked (risk, brief section 8): the payment is recorded as "
+                       "failed; error.payment is its id"),
         },
     )
     async def create(

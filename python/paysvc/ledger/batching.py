@@ -6,11 +6,11 @@ with a fixed number of statements, whatever the batch size, sent in two round tr
 
     round trip 1: BEGIN ISOLATION LEVEL READ COMMITTED;
        INSERT every idempotency claim (unnest) … ON CONFLICT DO NOTHING RETURNING the claimed ones;
-       SELECT every account the batch touches … ORDER BY id FOR UPDATE
+       SELECT every account the batch touches … ORDER BY id FOR UPDATE (with its risk state)
     (only if some keys were already taken: their records, to replay them or refuse with 422/409,
      and for expired ones a forget-and-claim-again round trip)
-    round trip 2: one data-modifying statement (INSERT payments, INSERT events, UPDATE balances,
-       INSERT entries, UPDATE the idempotency records, all through unnest);
+    round trip 2: one data-modifying statement (INSERT payments, INSERT reviews, INSERT events,
+       UPDATE balances and risk states, INSERT entries, UPDATE the idempotency records, all through unnest);
        (only if some request was a 400 found in the ledger, say a currency mismatch) DELETE its claim;
        COMMIT
 Sent one statement at a time the same batch took five round trips. Measured with `paysvc bench`
@@ -20,7 +20,9 @@ round trips it saved.) The statements are bound client-side and not prepared: th
 plans them for each batch, which a batch of many payments affords.
 
 Outcomes are computed in order in Python against the locked rows, so each payment sees the balances
-the ones before it left, exactly as if they had run one by one; a declined payment fails alone. A
+(and risk states) the ones before it left, exactly as if they had run one by one; a declined payment
+fails alone. Risk decides before funds (brief section 8; docs/design.md, "Risk in the batch"): one
+native call assesses the payment, two record it in its accounts' risk states. A
 failed transaction re-runs the whole batch; an ambiguous commit (or a connection lost in either
 round trip) re-runs it too, and the claims then replay what committed.
 
@@ -76,7 +78,7 @@ from paysvc.resources import (
     encode,
 )
 from paysvc.risk.cache import TenantRisk
-from paysvc.risk.serving import STATE_OUTCOMES, log_shadows, not_assessed, render
+from paysvc.risk.serving import STATE_OUTCOMES, log_assessment, not_assessed, render
 from paysvc.tenants import Tenant
 from paysvc.timefmt import rfc3339
 
@@ -130,7 +132,9 @@ WITH pay AS (
          AS r(id, tenant_id, payment_id, rule_id, rule_action, rule_predicate)
 ), ev AS (
     INSERT INTO events (id, tenant_id, type, data, created_at)
-    SELECT v.id, v.tenant_id, v.type, v.data, %(now)s
+    SELECT v.id, v.tenant_id, v.type, v.data,
+           -- a review opened with its payment is numbered after the payment's event
+           CASE WHEN v.type = 'review.opened' THEN %(now)s + INTERVAL '1 microsecond' ELSE %(now)s END
     FROM unnest(%(v_ids)s::UUID[], %(v_tenants)s::UUID[], %(v_types)s::TEXT[], %(v_data)s::BYTEA[])
          AS v(id, tenant_id, type, data)
 ), bal AS (
@@ -545,7 +549,7 @@ def _apply_one(
             metadata=plan.metadata, source_state=src.risk_state, source_created_at_s=_seconds(src),
             destination_state=dst.risk_state, destination_created_at_s=_seconds(dst), now_s=now_s,
         )
-        log_shadows(ids.encode(ids.PAYMENT, payment_id), assessment)
+        log_assessment(payment_id, assessment)
 
     def outcome(outcome_type: OutcomeType) -> PaymentOutcome:
         """The payment's outcome; it is recorded, so both accounts' risk states count it."""

@@ -14,6 +14,9 @@ Every transition is one transaction run by the ledger engine, in this order of s
     one data-modifying statement: UPDATE the payment, INSERT the refund, UPDATE balances (unnest),
         INSERT entries (unnest), INSERT the event (outbox), UPDATE the idempotency record
 A refused transition (409 invalid_state, 402) writes only the idempotency record, when there is one.
+A payment under review (brief section 8) adds one statement, the review's lock, and the write closes
+the review (refund: ``refunded`` or ``refunded_as_fraud``; cancel or expiry: ``canceled``) with its
+``review.closed`` event right after the transition's own.
 
 A hold whose ``expires_at`` has passed cannot be captured or canceled even before the sweeper got
 to it: the transition that finds it expires it on the spot (the same writes as the sweeper's) and
