@@ -457,6 +457,11 @@ def test_an_answer_that_is_not_an_api_error_is_typed_by_status() -> None:
         client.accounts.list()
     assert raised.value.http_status == 500 and raised.value.code is None and raised.value.request_id == "req_header"
 
+    script = Script([(200, {}, {"id": "pay_1", "object": "payment"})])  # a 2xx of the wrong shape
+    with scripted(script) as url, _fast(url) as client, pytest.raises(APIError) as unreadable:
+        client.payments.retrieve("pay_1")
+    assert "shape" in unreadable.value.message
+
 
 async def test_async_client_retries_with_the_same_key() -> None:
     script = Script([(503, {"Retry-After": "0"}, _error("service_unavailable", "api_error", 503)), DROP,
