@@ -13,7 +13,7 @@ import httpx
 
 from paysvc_client import _calls as c
 from paysvc_client import types as t
-from paysvc_client._core import Call, Core, ListCall, Request, item_id
+from paysvc_client._core import Call, Core, ListCall, Request, item_id, read
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -275,10 +275,10 @@ class AsyncClient:
             attempt += 1
 
     async def _run(self, call: Call[U]) -> U:
-        return call.decode(await self._send(call.request))
+        return read(call.decode, await self._send(call.request))
 
     async def _page(self, call: ListCall[U]) -> AsyncPage[U]:
-        data, has_more = call.decode(await self._send(call.request))
+        data, has_more = read(call.decode, await self._send(call.request))
         return AsyncPage(self, call, data, has_more)
 
 

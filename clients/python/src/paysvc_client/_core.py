@@ -107,6 +107,14 @@ def decoder(kind: type[T]) -> Callable[[bytes], T]:
     return decode
 
 
+def read(decode: Callable[[bytes], T], content: bytes) -> T:
+    """A 2xx answer decoded; an answer of another shape is an :class:`APIError`, not a msgspec error."""
+    try:
+        return decode(content)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise APIError(f"the answer does not have the documented shape: {error}", body=content) from error
+
+
 def body(fields: Mapping[str, Any]) -> bytes:
     """A JSON body of the fields that are set: an unset optional field is left out, so the server
     applies its default (and the idempotency fingerprint is the one of the defaulted request)."""

@@ -12,7 +12,7 @@ import httpx
 
 from paysvc_client import _calls as c
 from paysvc_client import types as t
-from paysvc_client._core import DEFAULT_BASE_URL, Call, Core, ListCall, Request, item_id
+from paysvc_client._core import DEFAULT_BASE_URL, Call, Core, ListCall, Request, item_id, read
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -271,10 +271,10 @@ class Client:
             attempt += 1
 
     def _run(self, call: Call[U]) -> U:
-        return call.decode(self._send(call.request))
+        return read(call.decode, self._send(call.request))
 
     def _page(self, call: ListCall[U]) -> Page[U]:
-        data, has_more = call.decode(self._send(call.request))
+        data, has_more = read(call.decode, self._send(call.request))
         return Page(self, call, data, has_more)
 
 
