@@ -174,7 +174,8 @@ FULL_RUN_BUDGET_S = int(os.environ.get("PAYSVC_SCHEMATHESIS_FULL_BUDGET_S", "150
 
 @pytest.mark.slow
 @pytest.mark.timeout(FULL_RUN_BUDGET_S + 240)
-def test_every_phase_and_check_finds_nothing_beyond_the_baseline(app_server: RunningServer, seed: Seed) -> None:
+def test_every_phase_and_check_finds_nothing_beyond_the_baseline(app_server: RunningServer, seed: Seed,
+                                                                 tmp_path: Path) -> None:
     done = subprocess.run(
         [str(Path(sys.executable).with_name("schemathesis")), "run", app_server.base_url + "/schema/openapi.json",
          "--phases", "examples,coverage,fuzzing,stateful", "--mode", "all", "--checks", "all",
@@ -182,6 +183,7 @@ def test_every_phase_and_check_finds_nothing_beyond_the_baseline(app_server: Run
          "--generation-deterministic", "--continue-on-failure", "--no-color", "--baseline", str(BASELINE),
          "--header", f"Authorization: Bearer {seed.key}"],
         capture_output=True, text=True, timeout=FULL_RUN_BUDGET_S + 200, check=False,
+        cwd=tmp_path,  # schemathesis keeps a cache in its working directory
     )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
 
