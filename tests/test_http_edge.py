@@ -190,7 +190,8 @@ async def test_a_chunked_body_received_whole_executes(api: Api, app_server: Runn
 # 3: the request head's size
 
 
-async def test_a_head_over_the_limit_is_431_and_closed(api: Api, app_server: RunningServer) -> None:
+async def test_a_head_over_the_limit_is_431_and_closed(api: Api, http: httpx.AsyncClient,
+                                                      app_server: RunningServer) -> None:
     limit = app_server.settings.max_head_bytes
     payments = _payments_of(app_server, api)
     # A whole request with a huge header: refused, not executed.
@@ -220,9 +221,11 @@ async def test_a_head_over_the_limit_is_431_and_closed(api: Api, app_server: Run
         answer += await _read_until_closed(reader)
         writer.close()
         _assert_error(answer, 431, "header_too_large")
-    # Many headers, each small: the sum counts.
+    # Many headers, each small: the sum counts. The answer is counted in the request metrics.
+    counted = await _requests_total(http, "GET", "unmatched", 431)
     many = [(f"X-H{i}", "v" * 60) for i in range(limit // 60)]
     _assert_error(await _exchange(app_server.base_url, _request("GET", "/healthz", many)), 431, "header_too_large")
+    assert await _requests_total(http, "GET", "unmatched", 431) == counted + 1
     # Just under the limit is served.
     ok = await _exchange(app_server.base_url, _request("GET", "/healthz", [("X-Padding", "p" * (limit - 200)),
                                                                            ("Connection", "close")]))

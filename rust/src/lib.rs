@@ -290,8 +290,17 @@ fn check_idempotency_key(py: Python<'_>, key: Arg, required: Arg) -> PyResult<()
 
 /// The path of the first repeated object key in a JSON text (`bytes`), or `None`.
 #[pyfunction]
-fn first_duplicate_key(py: Python<'_>, text: &[u8]) -> PyResult<Option<String>> {
-    run(py, || Ok(json_keys::first_duplicate_key(text)))
+fn first_duplicate_key(py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    run(py, || {
+        let bytes = text.cast::<PyBytes>().map_err(|_| {
+            CoreError::new(
+                errors::code::PARAMETER_INVALID,
+                Some("text"),
+                "text must be bytes",
+            )
+        })?;
+        Ok(json_keys::first_duplicate_key(bytes.as_bytes()))
+    })
 }
 
 /// Checks metadata: at most 50 keys of 1..40 characters, string values of at most 500.

@@ -164,6 +164,17 @@ class EdgeProtocol(HttpToolsProtocol):
                          "Only Transfer-Encoding: chunked is supported.", "Transfer-Encoding")
             raise _Refused
 
+    def _method(self) -> str:
+        """The request's method, once the parser read it (it reads the method before the target)."""
+        if self.scope is not None and "method" in self.scope:
+            return self.scope["method"]
+        if getattr(self, "url", b""):
+            try:
+                return str(self.parser.get_method().decode("ascii"))
+            except Exception:  # the parser has given up on these bytes: no method to name
+                return metrics.OTHER
+        return metrics.OTHER
+
     def _arm(self, timeout_ms: int, phase: str) -> None:
         self._disarm()
         self._timer = self.loop.call_later(timeout_ms / 1000, self._timed_out, phase)
@@ -202,7 +213,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self.transport.write(("\r\n".join(head) + "\r\n\r\n").encode("ascii") + body)
         self.transport.close()
         self._disarm()
-        method = _method(self.parser)
+        method = self._method()
         elapsed = time.perf_counter() - self._started
         metrics.record_request(method, metrics.UNMATCHED_ROUTE, status, elapsed)
         log.info("%s %d %s: %s", method, status, request_id, message,
@@ -212,13 +223,6 @@ class EdgeProtocol(HttpToolsProtocol):
 
 _REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large", 501: "Not Implemented",
             503: "Service Unavailable"}
-
-
-def _method(parser: Any) -> str:
-    try:
-        return str(parser.get_method().decode("ascii"))
-    except Exception:  # the request line was not read (yet): no method to name
-        return metrics.OTHER
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
