@@ -217,7 +217,7 @@ def _check_key(key: object, required: bool) -> None:
         return
     if not isinstance(key, str):
         raise RefError("idempotency_key_invalid", "Idempotency-Key")
-    if not all(0x20 <= ord(c) <= 0x7E and c != "," for c in key) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LEN:
+    if not all(0x20 <= ord(c) <= 0x7E for c in key) or ", " in key or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LEN:
         raise RefError("idempotency_key_invalid", "Idempotency-Key")
 
 

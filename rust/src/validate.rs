@@ -17,7 +17,7 @@ fn key_invalid(message: &str) -> CoreError {
     )
 }
 
-/// A key is 1..=255 characters, each printable ASCII (U+0020..=U+007E) but the comma.
+/// A key is 1..=255 characters, each printable ASCII (U+0020..=U+007E), with no ", " in it.
 pub fn check_idempotency_key(key: Option<&str>, required: bool) -> CoreResult<()> {
     let Some(key) = key else {
         if required {
@@ -35,12 +35,13 @@ pub fn check_idempotency_key(key: Option<&str>, required: bool) -> CoreResult<()
         ));
     }
     // Two Idempotency-Key header lines reach the app joined by ", " (RFC 9110 5.3: the same
-    // message as one line with a comma-separated list), so a comma means several keys: which
-    // one guards the payment would depend on who reads the header. Refused, like any other
-    // ambiguity, rather than picking one.
-    if key.contains(',') {
+    // message as one line with a comma-separated list, and the separator proxies use), so ", "
+    // means several keys: which one guards the payment would depend on who reads the header.
+    // Refused, like any other ambiguity, rather than picking one. A lone comma stays a valid key
+    // character (the brief allows every printable ASCII character).
+    if key.contains(", ") {
         return Err(key_invalid(
-            "The Idempotency-Key header must hold exactly one key: send the header once, with no comma in it.",
+            "The Idempotency-Key header must hold exactly one key: send the header once, with no \", \" in it.",
         ));
     }
     // All ASCII from here on, so bytes are characters.
@@ -244,6 +245,8 @@ mod tests {
         assert_eq!(check_idempotency_key(Some(" "), true), Ok(()));
         assert_eq!(check_idempotency_key(Some("~"), true), Ok(()));
         assert_eq!(check_idempotency_key(Some(" !azAZ09~{}"), true), Ok(()));
+        assert_eq!(check_idempotency_key(Some("a,b"), true), Ok(()));
+        assert_eq!(check_idempotency_key(Some(","), true), Ok(()));
         for bad in [
             "a\u{1f}",
             "\u{7f}",
@@ -253,7 +256,7 @@ mod tests {
             "\u{0}",
             "😀",
             "a, b",
-            ",",
+            ", ",
         ] {
             assert_eq!(key_err(bad), "idempotency_key_invalid", "{bad:?}");
         }

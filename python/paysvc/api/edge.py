@@ -45,7 +45,7 @@ from paysvc.errors import CODES, encode_error
 log = logging.getLogger("paysvc.edge")
 
 # Fields a request may carry once: repeated, they are joined as RFC 9110 5.3 says, and the joined
-# value then fails that field's own check (Idempotency-Key refuses a comma, a bearer token too).
+# value then fails that field's own check (Idempotency-Key refuses ", "; the joined Authorization is no bearer token).
 SINGLE_HEADERS = frozenset({b"idempotency-key", b"authorization", b"paysvc-read-consistency", b"content-type"})
 
 
