@@ -98,6 +98,7 @@ def test_card_testing_shows_in_the_source_velocity() -> None:
     assert np.median(testing) > 5 > np.percentile(legit, 99)
 
 
+@pytest.mark.slow
 def test_train_splits_by_time_and_exports_models_the_rust_evaluator_agrees_with(
     trained: tuple[Path, train.Trained],
 ) -> None:
@@ -147,6 +148,7 @@ def test_export_is_refused_when_the_rust_evaluator_disagrees(trained: tuple[Path
         export.checked(linear, result.logreg, result.test.x)
 
 
+@pytest.mark.slow
 def test_the_cli_runs_the_whole_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                      trained: tuple[Path, train.Trained]) -> None:
     data = tmp_path / "tiny.csv.gz"

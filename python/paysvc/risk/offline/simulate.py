@@ -15,7 +15,7 @@ scenarios are injected:
 - ``account_takeover``: a dormant (sometimes a new) source suddenly drains several times its usual amount
   to a mule account created days before and never paid before.
 - ``compromised_destination``: a destination (a new merchant, or a small existing one) is suddenly paid
-  by many distinct sources within hours.
+  by many distinct sources within hours, each more than it usually pays (a launch's rush pays less).
 - ``amount_outlier``: one payment far above its source's usual amount.
 
 A fraud label becomes known days after the payment (``label_time_s``); a legitimate one when the report
@@ -246,8 +246,8 @@ class Simulator:
             payer = self.active_customer(currency)
             if payer not in payers:
                 payers.append(payer)
-        for payer in payers:
-            amount = payer.mean_amount_minor * rng.uniform(0.8, 2.5)
+        for payer in payers:  # the fraudster's goods cost more than what the payer usually buys
+            amount = payer.mean_amount_minor * rng.uniform(1.5, 5.0)
             self.emit(start_s + rng.randrange(window_s), payer, destination, round(amount),
                       scenario="compromised_destination", declined_probability=0.02, channel=rng.choice(CHANNELS))
 
@@ -260,7 +260,7 @@ class Simulator:
         window_s = rng.randint(2, 8) * HOUR_S
         for _ in range(rng.randint(15, 60)):
             payer = self.active_customer(currency)
-            amount = payer.mean_amount_minor * rng.uniform(0.5, 2.0)
+            amount = payer.mean_amount_minor * rng.uniform(0.3, 1.5)  # an opening sale: usual or lower
             self.emit(start_s + rng.randrange(window_s), payer, destination, round(amount), scenario=LEGIT,
                       declined_probability=0.01, channel=rng.choice(CHANNELS))
 
