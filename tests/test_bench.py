@@ -69,6 +69,10 @@ def test_bench_reports_throughput_latency_ceiling_and_plots(tmp_path: Path) -> N
     assert targets["spread_payments_per_s"] == spread["payments_per_s"]
     assert targets["api_rss_mb_max_under_load"] is not None
     assert targets["committer_alone_ratio_to_ceiling"] == by_size["16"]["ratio_to_ceiling"]
+    # Issue 17's risk figures: model evaluation and the whole risk step, native and through Python.
+    assert targets["risk_model_eval_p50_us"] == report["risk"]["native"]["model_eval"]["p50_us"] > 0
+    assert 0 < targets["risk_step_p50_us"] <= targets["risk_step_p99_us"]
+    assert "risk: model evaluation p50" in done.stderr
 
     for name in ("throughput.png", "latency.png", "latency_histogram.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC, name

@@ -113,7 +113,7 @@ def conforms(value: Any, annotation: ast.expr | None) -> bool:
     if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
         return conforms(value, annotation.left) or conforms(value, annotation.right)
     if isinstance(annotation, ast.Name):
-        exact = {"int": int, "str": str, "bool": bool, "object": object}
+        exact = {"int": int, "str": str, "bool": bool, "float": float, "bytes": bytes, "object": object}
         if annotation.id in exact:
             return annotation.id == "object" or type(value) is exact[annotation.id]
         cls = getattr(native, annotation.id)
@@ -300,6 +300,9 @@ garbage = st.recursive(
     max_leaves=16,
 )
 
+RISK_MODEL = native.RiskModel.load(
+    (Path(native.__file__).parent / "risk" / "models" / "gbdt_v1.json").read_bytes())
+
 # Values that pass the checks of the parameter of that name, so that calls get past the first check
 # and reach the later ones with garbage.
 PLAUSIBLE: dict[str, list[Any]] = {
@@ -315,7 +318,17 @@ PLAUSIBLE: dict[str, list[Any]] = {
     "currency": ["usd", "EUR", "JPY"], "source": ["acct_a"], "destination": ["acct_b"], "capture": [True, False],
     "description": [None, "d"], "expires_in_s": [None, 60, 2_592_000],
     "fee_rule": [None, (290, 30, None, None), [0, 0, 0, 0]], "reason": [None, "duplicate", "abandoned"],
-    "allow_negative": [True, False], "rules": [[], [("USD", 290, 30, None, None)], [["jpy", 1, 2, None, 5]]],
+    "allow_negative": [True, False],
+    "rules": [[], [("USD", 290, 30, None, None)], [["jpy", 1, 2, None, 5]], [("rule_1", "block", ":amount: > 1")]],
+    # The risk functions (a 16-byte id, a state, a time, a policy's parts).
+    "source_id": [b"\x01" * 16], "destination_id": [b"\x02" * 16], "counterparty_id": [b"\x02" * 16],
+    "tenant_id": [b"\x07" * 16], "state": [None, b"", b"\x01\x00junk"], "source_state": [None, b"\x01"],
+    "destination_state": [None, b""], "now_s": [1_800_000_000, 0, -1], "source_created_at_s": [1_700_000_000],
+    "destination_created_at_s": [1_700_000_000], "as_source": [True, False],
+    "outcome": ["authorized", "declined", "blocked"], "predicates": [[":amount: > 1"], [], [":risk_level: = 'x'"]],
+    "mode": ["enforce", "shadow", "off"], "elevated": [65, 0], "highest": [75, 100],
+    "champion": [None, RISK_MODEL], "challenger": [None, RISK_MODEL], "challenger_percent": [0, 50, 100],
+    "challenger_id": [None, "logreg_v1"], "shadows": [[], [RISK_MODEL]],
 }
 
 

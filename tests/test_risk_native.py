@@ -4,14 +4,21 @@ rule checks, the §8 decision modes, A/B arms, and the per-account state."""
 from __future__ import annotations
 
 import json
+import math
+import random
+import subprocess
+import sys
 import uuid
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from paysvc import _native
 from paysvc._native import CoreError, RiskModel, RiskPolicy
+from paysvc.bench import core as bench_core
+from paysvc.bench import risk_targets
 
 T0 = 1_800_000_000  # a minute boundary
 TENANT = uuid.UUID(int=7).bytes
@@ -292,3 +299,83 @@ def test_state_stays_bounded_under_10000_payments() -> None:
     summary = _native._risk_state_summary(s, T0 + 9_999 * 7)
     assert summary["payments_hour"] == sum(1 for i in range(10_000) if (T0 + i * 7) // 60 > (T0 + 9_999 * 7) // 60 - 60)
     assert summary["out_total"] == 10_000
+
+
+def reference_margin(doc: dict[str, Any], x: list[float]) -> float:
+    """The model format's definition, walked in Python."""
+    if doc["kind"] == "logreg":
+        return float(doc["intercept"] + sum(
+            c * (v - m) / s for c, v, m, s in zip(doc["coef"], x, doc["mean"], doc["scale"], strict=True)))
+    total = float(doc["base_score"])
+    for t in doc["trees"]:
+        i = 0
+        while t["feature"][i] != -1:
+            v = x[t["feature"][i]]
+            go_left = t["default_left"][i] if math.isnan(v) else v <= t["threshold"][i]
+            i = t["left"][i] if go_left else t["right"][i]
+        total += t["value"][i]
+    return total
+
+
+def test_evaluator_matches_the_format_definition() -> None:
+    cases = bench_core.risk_cases(n=40)
+    rows = [_native.risk_features(c[0], "USD", c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], None) for c in cases]
+    rng = random.Random(3)
+    # Some rows with NaNs, to take the default branches.
+    rows += [[math.nan if rng.random() < 0.3 else v for v in row] for row in rows]
+    gbdt_doc = json.loads(bench_core.synthetic_gbdt(rows[:40], n_trees=37, depth=6))
+    docs = [gbdt_doc, json.loads(shipped("gbdt_v1")), json.loads(shipped("logreg_v1"))]
+    for doc in docs:
+        model = RiskModel.load(json.dumps(doc).encode())
+        for row in rows:
+            if doc["kind"] == "logreg" and any(math.isnan(v) for v in row):
+                continue
+            p = 1 / (1 + math.exp(-reference_margin(doc, row)))
+            assert model.probability(row) == pytest.approx(p, abs=1e-12)
+            assert model.score(row) == max(0, min(100, round(100 * p)))
+
+
+def test_bench_reports_risk_figures() -> None:
+    report = bench_core.run_risk(iterations=300)
+    assert report["model"] == {"trees": 100, "depth": 5, "rules": 5, "mode": "enforce", "cases": 64}
+    for where in ("native", "python_call"):
+        for step in ("model_eval", "step"):
+            figures = report[where][step]
+            assert 0 < figures["p50_us"] <= figures["p99_us"], (where, step, figures)
+    targets = risk_targets(report)
+    assert targets["risk_step_p50_us"] == report["native"]["step"]["p50_us"]
+    assert isinstance(targets["risk_model_eval_p50_at_most_2us"], bool)
+
+
+def test_arm_is_the_same_in_another_process() -> None:
+    """No per-process seed: a fresh interpreter (another API process, or after a restart) puts every
+    source in the same arm."""
+    script = (
+        "import sys, uuid; sys.path.insert(0, sys.argv[1]); import test_risk_native as t; "
+        "print(''.join('1' if a else '0' for a in t.arms(50)))"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], capture_output=True,
+                          text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "".join("1" if a else "0" for a in arms(50))
+
+
+def test_wrong_argument_types_are_core_errors_naming_the_parameter() -> None:
+    with pytest.raises(CoreError) as e:
+        _native.risk_state_record("x", T0, as_source=True, counterparty_id=DST, amount_minor=1,  # type: ignore[arg-type]
+                                  outcome="authorized")
+    assert e.value.param == "state"
+    with pytest.raises(CoreError) as e:
+        _native.risk_features(1, "USD", True, "not bytes", DST, None, T0, None, T0, T0, None)  # type: ignore[arg-type]
+    assert e.value.param == "source_id"
+    with pytest.raises(CoreError) as e:
+        _native.risk_rules_check([":amount: > 1", 5])  # type: ignore[list-item]
+    assert e.value.param == "rules[1].predicate"
+    with pytest.raises(CoreError) as e:
+        policy(champion="gbdt_v1")
+    assert e.value.param == "champion"
+    with pytest.raises(CoreError) as e:
+        policy(shadows=[BY_CAPTURE, None])
+    assert e.value.param == "shadows[1]"
+    with pytest.raises(CoreError) as e:
+        _native.risk_rules_check(None)  # type: ignore[arg-type]
+    assert e.value.param == "predicates"

@@ -291,6 +291,17 @@ def risk_state_record(
     90 minute buckets per direction, 24 recent destinations, 40 recent sources (about 4 KiB at
     the very most, see ``rust/src/risk/state.rs``)."""
 
+def _risk_bench(
+    policy: RiskPolicy,
+    model: RiskModel,
+    cases: list[tuple[int, bool, bytes, bytes, bytes | None, int, bytes | None, int, int]],
+    iterations: int,
+) -> dict[str, object]:
+    """For ``paysvc bench``: ``{"model_eval": {"p50_us", "p99_us", "mean_us", "calls"}, "step": {...},
+    "model_trees"}``, each call timed natively. ``cases`` are ``(amount, capture, source_id,
+    destination_id, source_state, source_created_at_s, destination_state, destination_created_at_s,
+    now_s)``."""
+
 def _risk_state_summary(state: bytes | None, now_s: int) -> dict[str, int | bool]:
     """What a state holds, windows evaluated at ``now_s``. For tests and debugging."""
 

@@ -658,6 +658,23 @@ fn prepare_fee_schedule(py: Python<'_>, rules: Arg) -> PyResult<Vec<PyFeeRule>> 
 // the service itself, never with client JSON); every call runs under `run`, so a panic is a
 // `CoreError("internal_error")`.
 
+/// An argument of a risk function: `bytes` kept as bytes, anything else read into a [`Value`].
+struct RiskArg(risk::input::Input);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for RiskArg {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let read = catch_unwind(AssertUnwindSafe(|| match obj.cast_exact::<PyBytes>() {
+            Ok(b) => risk::input::Input::Bytes(b.as_bytes().to_vec()),
+            Err(_) => risk::input::Input::Value(Reader::read(&obj)),
+        }));
+        read.map(RiskArg)
+            .map_err(|_| to_py_err(obj.py(), CoreError::internal()))
+    }
+}
+
+/// The metadata of `assess` (typed: the service passes a checked payment's dict).
 fn str_pairs(metadata: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(String, String)>> {
     let Some(d) = metadata else {
         return Ok(Vec::new());
@@ -684,31 +701,38 @@ fn risk_feature_names() -> Vec<&'static str> {
 #[allow(clippy::too_many_arguments)]
 fn risk_features(
     py: Python<'_>,
-    amount_minor: i64,
-    currency: &str,
-    capture: bool,
-    source_id: &[u8],
-    destination_id: &[u8],
-    source_state: Option<&[u8]>,
-    source_created_at_s: i64,
-    destination_state: Option<&[u8]>,
-    destination_created_at_s: i64,
-    now_s: i64,
-    metadata: Option<Bound<'_, PyDict>>,
+    amount_minor: RiskArg,
+    currency: RiskArg,
+    capture: RiskArg,
+    source_id: RiskArg,
+    destination_id: RiskArg,
+    source_state: RiskArg,
+    source_created_at_s: RiskArg,
+    destination_state: RiskArg,
+    destination_created_at_s: RiskArg,
+    now_s: RiskArg,
+    metadata: RiskArg,
 ) -> PyResult<Vec<f64>> {
-    // Neither currency nor metadata is a feature today; they are in the signature so that one
-    // can become one without changing every caller.
-    let _ = (currency, metadata);
+    use risk::input::{bool_of, bytes_of, int_of, metadata_of, opt_bytes_of, str_of};
     run(py, || {
         let p = risk::features::Payment {
-            amount_minor,
-            capture,
-            source_id,
-            destination_id,
-            source_created_at_s,
-            destination_created_at_s,
-            now_s,
+            amount_minor: int_of(&amount_minor.0, "amount_minor")?,
+            capture: bool_of(&capture.0, "capture")?,
+            source_id: bytes_of(&source_id.0, "source_id")?,
+            destination_id: bytes_of(&destination_id.0, "destination_id")?,
+            source_created_at_s: int_of(&source_created_at_s.0, "source_created_at_s")?,
+            destination_created_at_s: int_of(
+                &destination_created_at_s.0,
+                "destination_created_at_s",
+            )?,
+            now_s: int_of(&now_s.0, "now_s")?,
         };
+        // Neither currency nor metadata is a feature today; they are checked and in the
+        // signature so that one can become one without changing every caller.
+        str_of(&currency.0, "currency")?;
+        metadata_of(&metadata.0)?;
+        let source_state = opt_bytes_of(&source_state.0, "source_state")?;
+        let destination_state = opt_bytes_of(&destination_state.0, "destination_state")?;
         Ok(risk::features::features_of(&p, source_state, destination_state).to_vec())
     })
 }
@@ -718,20 +742,27 @@ fn risk_features(
 #[pyo3(signature = (state, now_s, *, as_source, counterparty_id, amount_minor, outcome))]
 fn risk_state_record<'py>(
     py: Python<'py>,
-    state: Option<&[u8]>,
-    now_s: i64,
-    as_source: bool,
-    counterparty_id: &[u8],
-    amount_minor: i64,
-    outcome: &str,
+    state: RiskArg,
+    now_s: RiskArg,
+    as_source: RiskArg,
+    counterparty_id: RiskArg,
+    amount_minor: RiskArg,
+    outcome: RiskArg,
 ) -> PyResult<Bound<'py, PyBytes>> {
+    use risk::input::{bool_of, bytes_of, int_of, opt_bytes_of, str_of};
     let encoded = run(py, || {
-        let outcome = risk::state::Outcome::parse(outcome).ok_or_else(|| {
-            CoreError::parameter(
-                Some("outcome"),
-                "outcome must be 'authorized', 'declined' or 'blocked'",
-            )
-        })?;
+        let state = opt_bytes_of(&state.0, "state")?;
+        let now_s = int_of(&now_s.0, "now_s")?;
+        let as_source = bool_of(&as_source.0, "as_source")?;
+        let counterparty_id = bytes_of(&counterparty_id.0, "counterparty_id")?;
+        let amount_minor = int_of(&amount_minor.0, "amount_minor")?;
+        let outcome =
+            risk::state::Outcome::parse(str_of(&outcome.0, "outcome")?).ok_or_else(|| {
+                CoreError::parameter(
+                    Some("outcome"),
+                    "outcome must be 'authorized', 'declined' or 'blocked'.",
+                )
+            })?;
         let mut s = risk::state::State::decode(state);
         s.record(now_s, as_source, counterparty_id, amount_minor, outcome);
         Ok(s.encode())
@@ -836,9 +867,9 @@ impl PyRiskModel {
 /// Checks rule predicates; the first bad one raises `CoreError("parameter_invalid",
 /// "rules[i].predicate", ...)`.
 #[pyfunction]
-fn risk_rules_check(py: Python<'_>, predicates: Vec<String>) -> PyResult<()> {
+fn risk_rules_check(py: Python<'_>, predicates: RiskArg) -> PyResult<()> {
     run(py, || {
-        risk::decide::check_predicates(predicates.iter().map(String::as_str))
+        risk::decide::check_predicates(risk::input::predicates_of(&predicates.0)?)
     })
 }
 
@@ -886,8 +917,59 @@ impl PyRiskAssessment {
     }
 }
 
-fn model_of(m: Option<Bound<'_, PyRiskModel>>) -> Option<std::sync::Arc<risk::model::Model>> {
-    m.map(|m| std::sync::Arc::clone(&m.get().0))
+/// Most shadow models a policy scores.
+const MAX_SHADOWS: usize = 10;
+
+/// `None` or a `RiskModel` (checked by type alone: nothing of the object is called).
+fn model_arg(
+    obj: &Bound<'_, PyAny>,
+    param: &str,
+) -> CoreResult<Option<std::sync::Arc<risk::model::Model>>> {
+    if obj.is_none() {
+        return Ok(None);
+    }
+    obj.cast_exact::<PyRiskModel>()
+        .map(|m| Some(std::sync::Arc::clone(&m.get().0)))
+        .map_err(|_| {
+            CoreError::parameter(Some(param), format!("{param} must be a RiskModel or None."))
+        })
+}
+
+fn shadows_arg(obj: &Bound<'_, PyAny>) -> CoreResult<Vec<std::sync::Arc<risk::model::Model>>> {
+    let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = obj.cast::<PyList>() {
+        if list.len() > MAX_SHADOWS {
+            return Err(CoreError::parameter(
+                Some("shadows"),
+                format!("at most {MAX_SHADOWS} shadow models."),
+            ));
+        }
+        list.iter().collect()
+    } else if let Ok(tuple) = obj.cast::<PyTuple>() {
+        if tuple.len() > MAX_SHADOWS {
+            return Err(CoreError::parameter(
+                Some("shadows"),
+                format!("at most {MAX_SHADOWS} shadow models."),
+            ));
+        }
+        tuple.iter().collect()
+    } else {
+        return Err(CoreError::parameter(
+            Some("shadows"),
+            "shadows must be a list of RiskModel.",
+        ));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            model_arg(m, &format!("shadows[{i}]"))?.ok_or_else(|| {
+                CoreError::parameter(
+                    Some(&format!("shadows[{i}]")),
+                    format!("shadows[{i}] must be a RiskModel."),
+                )
+            })
+        })
+        .collect()
 }
 
 #[pymethods]
@@ -900,33 +982,35 @@ impl PyRiskPolicy {
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        tenant_id: &[u8],
-        mode: &str,
-        elevated: i64,
-        highest: i64,
-        rules: Vec<(String, String, String)>,
-        champion: Option<Bound<'_, PyRiskModel>>,
-        challenger: Option<Bound<'_, PyRiskModel>>,
-        challenger_percent: i64,
-        challenger_id: Option<String>,
-        shadows: Vec<Bound<'_, PyRiskModel>>,
+        tenant_id: RiskArg,
+        mode: RiskArg,
+        elevated: RiskArg,
+        highest: RiskArg,
+        rules: RiskArg,
+        champion: Bound<'_, PyAny>,
+        challenger: Bound<'_, PyAny>,
+        challenger_percent: RiskArg,
+        challenger_id: RiskArg,
+        shadows: Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        let config = risk::decide::PolicyConfig {
-            tenant_id,
-            mode,
-            elevated,
-            highest,
-            rules: &rules,
-            champion: model_of(champion),
-            challenger: model_of(challenger),
-            challenger_percent,
-            challenger_id,
-            shadows: shadows
-                .into_iter()
-                .filter_map(|m| model_of(Some(m)))
-                .collect(),
-        };
-        run(py, || risk::decide::Policy::new(config)).map(PyRiskPolicy)
+        use risk::input::{bytes_of, int_of, opt_str_of, rules_of, str_of};
+        run(py, || {
+            let rules = rules_of(&rules.0)?;
+            let config = risk::decide::PolicyConfig {
+                tenant_id: bytes_of(&tenant_id.0, "tenant_id")?,
+                mode: str_of(&mode.0, "mode")?,
+                elevated: int_of(&elevated.0, "elevated")?,
+                highest: int_of(&highest.0, "highest")?,
+                rules: &rules,
+                champion: model_arg(&champion, "champion")?,
+                challenger: model_arg(&challenger, "challenger")?,
+                challenger_percent: int_of(&challenger_percent.0, "challenger_percent")?,
+                challenger_id: opt_str_of(&challenger_id.0, "challenger_id")?.map(str::to_owned),
+                shadows: shadows_arg(&shadows)?,
+            };
+            risk::decide::Policy::new(config)
+        })
+        .map(PyRiskPolicy)
     }
 
     #[pyo3(signature = (
@@ -989,6 +1073,65 @@ impl PyRiskPolicy {
     }
 }
 
+type BenchCase = (
+    i64,
+    bool,
+    Vec<u8>,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    i64,
+    Option<Vec<u8>>,
+    i64,
+    i64,
+);
+
+fn timing_dict<'py>(py: Python<'py>, t: risk::bench::Timing) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("p50_us", (t.p50_ns / 1000.0 * 1000.0).round() / 1000.0)?;
+    d.set_item("p99_us", (t.p99_ns / 1000.0 * 1000.0).round() / 1000.0)?;
+    d.set_item("mean_us", (t.mean_ns / 1000.0 * 1000.0).round() / 1000.0)?;
+    d.set_item("calls", t.calls)?;
+    Ok(d)
+}
+
+/// For `paysvc bench`: times `model` evaluation and `policy.assess` natively over `cases`
+/// (`(amount, capture, source_id, destination_id, source_state, source_created_at_s,
+/// destination_state, destination_created_at_s, now_s)`), `iterations` calls each.
+#[pyfunction]
+fn _risk_bench<'py>(
+    py: Python<'py>,
+    policy: Bound<'py, PyRiskPolicy>,
+    model: Bound<'py, PyRiskModel>,
+    cases: Vec<BenchCase>,
+    iterations: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let cases: Vec<risk::bench::Case> = cases
+        .into_iter()
+        .map(|c| risk::bench::Case {
+            amount_minor: c.0,
+            capture: c.1,
+            source_id: c.2,
+            destination_id: c.3,
+            source_state: c.4,
+            source_created_at_s: c.5,
+            destination_state: c.6,
+            destination_created_at_s: c.7,
+            now_s: c.8,
+        })
+        .collect();
+    let (model_t, step_t) = run(py, || {
+        Ok((
+            risk::bench::model_eval(&model.get().0, &cases, iterations),
+            risk::bench::step(&policy.get().0, &cases, iterations),
+        ))
+    })?;
+    let d = PyDict::new(py);
+    d.set_item("model_eval", timing_dict(py, model_t)?)?;
+    d.set_item("step", timing_dict(py, step_t)?)?;
+    d.set_item("model_trees", model.get().0.n_trees())?;
+    Ok(d)
+}
+
 /// Panics inside the core, to show that a panic reaches Python as `CoreError("internal_error")`.
 #[pyfunction]
 fn _panic_for_tests(py: Python<'_>) -> PyResult<()> {
@@ -1036,6 +1179,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(risk_rules_check, m)?)?;
     // Private: set as an attribute so that it stays out of `__all__`.
     m.setattr("_panic_for_tests", wrap_pyfunction!(_panic_for_tests, m)?)?;
+    m.setattr("_risk_bench", wrap_pyfunction!(_risk_bench, m)?)?;
     m.setattr(
         "_risk_state_summary",
         wrap_pyfunction!(_risk_state_summary, m)?,

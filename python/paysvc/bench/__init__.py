@@ -133,6 +133,12 @@ async def bench(settings: Settings, options: Options) -> dict[str, Any]:
 
     _progress("timing the Rust core against the plain-Python reference")
     report["core"] = await asyncio.to_thread(core.run)
+    _progress("timing the risk step (model evaluation, features + model + rules + decision)")
+    report["risk"] = await asyncio.to_thread(core.run_risk)
+    risk_figures = risk_targets(report["risk"])
+    _progress(f"risk: model evaluation p50 {risk_figures['risk_model_eval_p50_us']} us, whole step p50 "
+              f"{risk_figures['risk_step_p50_us']} us (native), {risk_figures['risk_step_python_call_p50_us']} us "
+              "per Python call")
 
     root = Path(tempfile.mkdtemp(prefix="paysvc-bench-"))
     db = ScratchDatabase(root)
@@ -347,10 +353,29 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
         "core_speedup_prepare_payment": core_report.get("headline_ratio"),
         "core_speedup_geomean": core_report.get("geomean_ratio"),
         "core_speedup_at_least_10x": (core_report.get("headline_ratio") or 0) >= 10,
+        **risk_targets(report.get("risk", {})),
         "api_rss_mb_max_under_load": max((v for v in rss if v is not None), default=None),
         # The same batch size as the HTTP connections allow, without HTTP (what bounds `spread`).
         "committer_alone_ratio_to_ceiling": scenarios.get("committer", {}).get("by_batch_size", {}).get(
             str(report.get("config", {}).get("connections")), {}).get("ratio_to_ceiling"),
+    }
+
+
+def risk_targets(risk: dict[str, Any]) -> dict[str, Any]:
+    """Issue 17's figures: model evaluation p50 <= 2 us, the whole risk step p50 <= 8 us (native)."""
+    native = risk.get("native", {})
+    model_eval = native.get("model_eval", {})
+    step = native.get("step", {})
+    python_call = risk.get("python_call", {})
+    return {
+        "risk_model_eval_p50_us": model_eval.get("p50_us"),
+        "risk_model_eval_p99_us": model_eval.get("p99_us"),
+        "risk_step_p50_us": step.get("p50_us"),
+        "risk_step_p99_us": step.get("p99_us"),
+        "risk_step_python_call_p50_us": python_call.get("step", {}).get("p50_us"),
+        "risk_step_python_call_p99_us": python_call.get("step", {}).get("p99_us"),
+        "risk_model_eval_p50_at_most_2us": model_eval.get("p50_us") is not None and model_eval["p50_us"] <= 2,
+        "risk_step_p50_at_most_8us": step.get("p50_us") is not None and step["p50_us"] <= 8,
     }
 
 
@@ -439,6 +464,14 @@ def summary_text(report: dict[str, Any]) -> str:
             f"{name} {f['ratio']}x ({f['native_ns']:.0f} vs {f['reference_ns']:.0f} ns)"
             for name, f in core_report["functions"].items()
         ))
+    risk_figures = risk_targets(report.get("risk", {}))
+    if risk_figures["risk_step_p50_us"] is not None:
+        lines.append(
+            f"risk: model evaluation p50 {_fmt(risk_figures['risk_model_eval_p50_us'])} us "
+            f"(p99 {_fmt(risk_figures['risk_model_eval_p99_us'])}), whole step p50 "
+            f"{_fmt(risk_figures['risk_step_p50_us'])} us (p99 {_fmt(risk_figures['risk_step_p99_us'])}), "
+            f"through Python p50 {_fmt(risk_figures['risk_step_python_call_p50_us'])} us"
+        )
     for failure in report.get("failures", []):
         lines.append(f"failure: {failure}")
     if report.get("plots"):

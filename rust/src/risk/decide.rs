@@ -7,7 +7,6 @@ use sha2::{Digest, Sha256};
 use super::features::{Features, Payment, Velocity, features};
 use super::model::Model;
 use super::rules::{self, Attrs, Expr};
-use super::state::State;
 use crate::errors::{CoreError, CoreResult};
 
 pub const MAX_RULES: usize = 100;
@@ -244,9 +243,7 @@ impl Policy {
             destination_created_at_s: r.destination_created_at_s,
             now_s: r.now_s,
         };
-        let source = State::decode(r.source_state);
-        let destination = State::decode(r.destination_state);
-        let v = Velocity::of(&p, &source, &destination);
+        let v = Velocity::from_bytes(&p, r.source_state, r.destination_state);
         let x = features(&p, &v);
 
         let challenger_arm = match &self.challenger_id {

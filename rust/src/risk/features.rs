@@ -6,7 +6,7 @@
 //! scale spans orders of magnitude); flags are 0 or 1. Amounts are in minor units (no currency
 //! conversion: the same amount in two currencies is the same feature value).
 
-use super::state::{MINUTES_PER_DAY, MINUTES_PER_HOUR, State, minute_of, seen_in, window};
+use super::state::{State, Summary, minute_of, summarize};
 
 /// The names, in order. A model's `features` must equal this list.
 pub const FEATURE_NAMES: [&str; 20] = [
@@ -75,13 +75,31 @@ pub struct Velocity {
 }
 
 impl Velocity {
+    /// From decoded states (tests and tools); the same as [`Velocity::from_summaries`].
     pub fn of(p: &Payment<'_>, source: &State, destination: &State) -> Velocity {
         let m = minute_of(p.now_s);
-        let hour = window(&source.out, m, MINUTES_PER_HOUR);
-        let day = window(&source.out, m, MINUTES_PER_DAY);
-        let ten = window(&source.out, m, 10);
-        let dst_hour = window(&destination.inbound, m, MINUTES_PER_HOUR);
-        let dst_day = window(&destination.inbound, m, MINUTES_PER_DAY);
+        Velocity::from_summaries(
+            p,
+            &Summary::of_state(source, m, Some(p.destination_id)),
+            &Summary::of_state(destination, m, None),
+        )
+    }
+
+    /// Straight from the state bytes (the risk step).
+    pub fn from_bytes(
+        p: &Payment<'_>,
+        source_state: Option<&[u8]>,
+        destination_state: Option<&[u8]>,
+    ) -> Velocity {
+        let m = minute_of(p.now_s);
+        Velocity::from_summaries(
+            p,
+            &summarize(source_state, m, Some(p.destination_id)),
+            &summarize(destination_state, m, None),
+        )
+    }
+
+    pub fn from_summaries(p: &Payment<'_>, source: &Summary, destination: &Summary) -> Velocity {
         let since = |last: u64, created: i64| -> i64 {
             let last = i64::try_from(last).unwrap_or(i64::MAX);
             let from = if last > 0 { last } else { created };
@@ -90,20 +108,20 @@ impl Velocity {
         Velocity {
             source_age_s: p.now_s.saturating_sub(p.source_created_at_s).max(0),
             destination_age_s: p.now_s.saturating_sub(p.destination_created_at_s).max(0),
-            source_payments_10m: ten.count,
-            source_payments_hour: hour.count,
-            source_payments_day: day.count,
-            source_amount_day: day.amount,
-            source_declines_hour: hour.declines,
-            source_declines_day: day.declines,
+            source_payments_10m: source.out_10m.count,
+            source_payments_hour: source.out_hour.count,
+            source_payments_day: source.out_day.count,
+            source_amount_day: source.out_day.amount,
+            source_declines_hour: source.out_hour.declines,
+            source_declines_day: source.out_day.declines,
             source_idle_s: since(source.last_out_s, p.source_created_at_s),
             source_history: source.out_total,
             source_usual_log: source.out_log_mean(),
-            new_destination: !source.knows_destination(p.destination_id),
-            destination_payments_hour: dst_hour.count,
-            destination_payments_day: dst_day.count,
-            destination_sources_hour: seen_in(&destination.sources, m, MINUTES_PER_HOUR),
-            destination_sources_day: seen_in(&destination.sources, m, MINUTES_PER_DAY),
+            new_destination: !source.knows_destination,
+            destination_payments_hour: destination.in_hour.count,
+            destination_payments_day: destination.in_day.count,
+            destination_sources_hour: destination.sources_hour,
+            destination_sources_day: destination.sources_day,
             destination_history: destination.in_total,
             destination_idle_s: since(destination.last_in_s, p.destination_created_at_s),
         }
@@ -151,9 +169,7 @@ pub fn features_of(
     source_state: Option<&[u8]>,
     destination_state: Option<&[u8]>,
 ) -> Features {
-    let source = State::decode(source_state);
-    let destination = State::decode(destination_state);
-    features(p, &Velocity::of(p, &source, &destination))
+    features(p, &Velocity::from_bytes(p, source_state, destination_state))
 }
 
 #[cfg(test)]

@@ -12,18 +12,26 @@ pub const MAX_TREES: usize = 5000;
 pub const MAX_NODES_PER_TREE: usize = 1 << 16;
 pub const MAX_ID_CHARS: usize = 100;
 
-/// One tree node, flattened. A leaf has `feature == LEAF` and its value in `threshold`.
+/// One tree node, flattened for a branch-free walk: the next node is `next + go_right * step`.
+/// Siblings are adjacent (left, then right). A leaf has `step == 0` and `next` = itself, so a
+/// walk that has reached it stays there; its value is in `threshold`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Node {
     threshold: f64,
-    feature: u32,
-    /// Absolute node indices (into the model's node array).
-    left: u32,
-    right: u32,
-    default_left: bool,
+    next: u32,
+    /// Feature index, plus `DEFAULT_LEFT` when a NaN goes left.
+    feature: u8,
+    step: u8,
 }
 
-const LEAF: u32 = u32::MAX;
+const DEFAULT_LEFT: u8 = 0x80;
+
+/// A tree: its root and how many steps reach every leaf (its depth).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Tree {
+    root: u32,
+    depth: u32,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 enum Kind {
@@ -31,8 +39,7 @@ enum Kind {
         base_score: f64,
         /// Every tree's nodes, one after another.
         nodes: Vec<Node>,
-        /// The root index of each tree.
-        roots: Vec<u32>,
+        trees: Vec<Tree>,
     },
     Logreg {
         intercept: f64,
@@ -104,7 +111,7 @@ fn string<'a>(obj: &'a Json, key: &str) -> Result<&'a str, String> {
         .ok_or_else(|| err(format!("'{key}' must be a string")))
 }
 
-fn parse_tree(t: &Json, i: usize, nodes: &mut Vec<Node>) -> Result<u32, String> {
+fn parse_tree(t: &Json, i: usize, nodes: &mut Vec<Node>) -> Result<Tree, String> {
     let what = format!("trees[{i}].");
     if !t.is_object() {
         return Err(format!("trees[{i}] must be an object"));
@@ -134,47 +141,82 @@ fn parse_tree(t: &Json, i: usize, nodes: &mut Vec<Node>) -> Result<u32, String> 
             ));
         }
     }
-    let base = nodes.len();
-    let offset = |j: usize, child: i64, side: &str| -> Result<u32, String> {
-        // Children come after their parent: no cycles, and every node is reached at most once.
-        match usize::try_from(child) {
-            Ok(c) if c > j && c < n => Ok(u32::try_from(base + c).map_err(|_| "too many nodes")?),
+    // Children come after their parent (no cycles) and no node has two parents (a tree).
+    let mut has_parent = vec![false; n];
+    let mut child = |j: usize, c: i64, side: &str| -> Result<usize, String> {
+        match usize::try_from(c) {
+            Ok(c) if c > j && c < n && !has_parent[c] => {
+                has_parent[c] = true;
+                Ok(c)
+            }
             _ => Err(format!(
-                "trees[{i}].{side}[{j}] = {child} must be a node after {j} and before {n}"
+                "trees[{i}].{side}[{j}] = {c} must be a node after {j}, before {n}, not used twice"
             )),
         }
     };
+    let mut kids = vec![(0usize, 0usize); n];
+    let mut feat = vec![0u8; n];
     for j in 0..n {
-        let node = if feature[j] == -1 {
+        if feature[j] == -1 {
+            continue;
+        }
+        let f = usize::try_from(feature[j])
+            .ok()
+            .filter(|f| *f < N_FEATURES)
+            .ok_or_else(|| {
+                format!(
+                    "trees[{i}].feature[{j}] = {} is not -1 (leaf) or a feature index 0..{}",
+                    feature[j],
+                    N_FEATURES - 1
+                )
+            })?;
+        feat[j] = f as u8 | if default_left[j] { DEFAULT_LEFT } else { 0 };
+        kids[j] = (child(j, left[j], "left")?, child(j, right[j], "right")?);
+    }
+    // Lay the reachable nodes out breadth first with siblings adjacent; unreachable ones are
+    // dropped. Depth = the longest root-to-leaf path.
+    let base = nodes.len();
+    let mut order = vec![(0usize, 0u32)]; // (file index, depth)
+    let mut new_index = vec![u32::MAX; n];
+    new_index[0] = 0;
+    let mut depth = 0u32;
+    let mut k = 0;
+    while k < order.len() {
+        let (j, d) = order[k];
+        depth = depth.max(d);
+        if feature[j] != -1 {
+            let (l, r) = kids[j];
+            new_index[l] = order.len() as u32;
+            order.push((l, d + 1));
+            new_index[r] = order.len() as u32;
+            order.push((r, d + 1));
+        }
+        k += 1;
+    }
+    let at = |local: u32| -> Result<u32, String> {
+        u32::try_from(base + local as usize).map_err(|_| "too many nodes".to_owned())
+    };
+    for (local, &(j, _)) in order.iter().enumerate() {
+        nodes.push(if feature[j] == -1 {
             Node {
                 threshold: value[j],
-                feature: LEAF,
-                left: 0,
-                right: 0,
-                default_left: false,
+                next: at(local as u32)?,
+                feature: 0,
+                step: 0,
             }
         } else {
-            let f = usize::try_from(feature[j])
-                .ok()
-                .filter(|f| *f < N_FEATURES)
-                .ok_or_else(|| {
-                    format!(
-                        "trees[{i}].feature[{j}] = {} is not -1 (leaf) or a feature index 0..{}",
-                        feature[j],
-                        N_FEATURES - 1
-                    )
-                })?;
             Node {
                 threshold: threshold[j],
-                feature: f as u32,
-                left: offset(j, left[j], "left")?,
-                right: offset(j, right[j], "right")?,
-                default_left: default_left[j],
+                next: at(new_index[kids[j].0])?,
+                feature: feat[j],
+                step: 1,
             }
-        };
-        nodes.push(node);
+        });
     }
-    Ok(u32::try_from(base).map_err(|_| "too many nodes")?)
+    Ok(Tree {
+        root: at(0)?,
+        depth,
+    })
 }
 
 impl Model {
@@ -230,16 +272,16 @@ impl Model {
                     return Err(format!("'trees' must hold 1 to {MAX_TREES} trees"));
                 }
                 let mut nodes = Vec::new();
-                let mut roots = Vec::with_capacity(trees.len());
+                let mut parsed = Vec::with_capacity(trees.len());
                 for (i, t) in trees.iter().enumerate() {
-                    roots.push(parse_tree(t, i, &mut nodes)?);
+                    parsed.push(parse_tree(t, i, &mut nodes)?);
                 }
                 (
                     "gbdt",
                     Kind::Gbdt {
                         base_score,
                         nodes,
-                        roots,
+                        trees: parsed,
                     },
                 )
             }
@@ -295,26 +337,43 @@ impl Model {
             Kind::Gbdt {
                 base_score,
                 nodes,
-                roots,
+                trees,
             } => {
+                // A fixed number of steps per tree and no data-dependent branch, four trees
+                // walked side by side: their loads overlap instead of waiting on each other and
+                // no split is mispredicted. Indices were checked at load.
+                let step = |i: usize| -> usize {
+                    let n = nodes[i];
+                    let v = x[usize::from(n.feature & !DEFAULT_LEFT)];
+                    let go_left = (v <= n.threshold) | (v.is_nan() & (n.feature >= DEFAULT_LEFT));
+                    (n.next + u32::from(!go_left) * u32::from(n.step)) as usize
+                };
                 let mut sum = *base_score;
-                for &root in roots {
-                    let mut i = root as usize;
-                    loop {
-                        // Indices were checked at load: in range, children after parents.
-                        let n = &nodes[i];
-                        if n.feature == LEAF {
-                            sum += n.threshold;
-                            break;
-                        }
-                        let v = x[n.feature as usize];
-                        let go_left = if v.is_nan() {
-                            n.default_left
-                        } else {
-                            v <= n.threshold
-                        };
-                        i = if go_left { n.left } else { n.right } as usize;
+                let mut quads = trees.chunks_exact(4);
+                for q in &mut quads {
+                    let mut i = [
+                        q[0].root as usize,
+                        q[1].root as usize,
+                        q[2].root as usize,
+                        q[3].root as usize,
+                    ];
+                    let common = q.iter().map(|t| t.depth).min().unwrap_or(0);
+                    for _ in 0..common {
+                        i = [step(i[0]), step(i[1]), step(i[2]), step(i[3])];
                     }
+                    for (k, t) in q.iter().enumerate() {
+                        for _ in common..t.depth {
+                            i[k] = step(i[k]);
+                        }
+                        sum += nodes[i[k]].threshold;
+                    }
+                }
+                for t in quads.remainder() {
+                    let mut i = t.root as usize;
+                    for _ in 0..t.depth {
+                        i = step(i);
+                    }
+                    sum += nodes[i].threshold;
                 }
                 sum
             }
@@ -338,7 +397,7 @@ impl Model {
 
     pub fn n_trees(&self) -> usize {
         match &self.kind {
-            Kind::Gbdt { roots, .. } => roots.len(),
+            Kind::Gbdt { trees, .. } => trees.len(),
             Kind::Logreg { .. } => 0,
         }
     }
@@ -398,6 +457,66 @@ pub(crate) mod tests {
         assert_eq!(m.margin(&x(&[(0, f64::NAN)])), -2.0);
         assert_eq!(m.score(&x(&[(0, 9.0)])), 88);
         assert_eq!(m.score(&x(&[(0, 0.0)])), 12);
+    }
+
+    #[test]
+    fn unbalanced_tree_in_any_order() {
+        // 0: x0 <= 1 ? 3 : 1;  1: x1 <= 2 ? 4 : 2;  leaves 2 = 30, 3 = 10, 4 = 20.
+        let s = format!(
+            r#"{{"format":"paysvc-risk-model/1","id":"u","kind":"gbdt","features":{},
+            "base_score":0.5,"trees":[{{"feature":[0,1,-1,-1,-1],"threshold":[1,2,0,0,0],
+            "left":[3,4,-1,-1,-1],"right":[1,2,-1,-1,-1],"value":[0,0,30,10,20],
+            "default_left":[false,true,false,false,false]}}]}}"#,
+            names_json()
+        );
+        let m = Model::load(s.as_bytes()).unwrap();
+        assert_eq!(m.margin(&x(&[(0, 0.0)])), 10.5);
+        assert_eq!(m.margin(&x(&[(0, 5.0), (1, 2.0)])), 20.5);
+        assert_eq!(m.margin(&x(&[(0, 5.0), (1, 3.0)])), 30.5);
+        assert_eq!(m.margin(&x(&[(0, f64::NAN), (1, f64::NAN)])), 20.5);
+        // A node with two parents is refused.
+        let twice = s.replace(r#""left":[3,4,-1,-1,-1]"#, r#""left":[3,3,-1,-1,-1]"#);
+        assert!(
+            Model::load(twice.as_bytes())
+                .unwrap_err()
+                .contains("not used twice")
+        );
+        // A single leaf is a tree.
+        let leaf = s.replace(
+            r#""feature":[0,1,-1,-1,-1]"#,
+            r#""feature":[-1,1,-1,-1,-1]"#,
+        );
+        assert_eq!(Model::load(leaf.as_bytes()).unwrap().margin(&x(&[])), 0.5);
+    }
+
+    #[test]
+    fn thresholds_parse_exactly() {
+        // A row equal to a threshold must go left, so thresholds are read correctly rounded
+        // (serde_json's `float_roundtrip`), as Python writes them.
+        for t in [
+            "0.1",
+            "8.517193191416238",
+            "2.2250738585072011e-308",
+            "9007199254740993",
+            "1e23",
+        ] {
+            let v: f64 = t.parse().unwrap();
+            let m = Model::load(
+                stump("t", 0, 0.0, -1.0, 1.0)
+                    .replace(
+                        r#""threshold":[0,0,0]"#,
+                        &format!(r#""threshold":[{t},0,0]"#),
+                    )
+                    .as_bytes(),
+            )
+            .unwrap();
+            assert_eq!(m.margin(&x(&[(0, v)])), -1.0, "{t}");
+            assert_eq!(
+                m.margin(&x(&[(0, f64::from_bits(v.to_bits() + 1))])),
+                1.0,
+                "{t}"
+            );
+        }
     }
 
     #[test]

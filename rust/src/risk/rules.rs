@@ -861,6 +861,57 @@ mod tests {
     }
 
     #[test]
+    fn random_input_never_panics() {
+        // Token soup: every fragment the lexer knows, glued at random; each result is Ok or Err.
+        const PARTS: [&str; 24] = [
+            ":amount:",
+            ":currency:",
+            ":risk_level:",
+            "::k::",
+            ":capture:",
+            " and ",
+            " or ",
+            "not ",
+            " in ",
+            "(",
+            ")",
+            ",",
+            "=",
+            "!=",
+            "<",
+            ">=",
+            "5",
+            "-7",
+            "'USD'",
+            "'x",
+            "true",
+            ":",
+            "::",
+            "é",
+        ];
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize
+        };
+        let mut ok = 0;
+        for _ in 0..20_000 {
+            let n = next() % 12;
+            let src: String = (0..n).map(|_| PARTS[next() % PARTS.len()]).collect();
+            if let Ok(e) = parse(&src) {
+                ok += 1;
+                let _ = e.eval(&attrs());
+            }
+        }
+        assert!(ok > 20, "{ok}");
+        // Long flat chains are fine (the depth limit is for nesting).
+        let chain = vec![":amount: > 1"; 110].join(" and ");
+        assert!(parse(&chain).unwrap().eval(&attrs()));
+    }
+
+    #[test]
     fn show_names() {
         assert_eq!(
             Attr::PaymentsPerSourceDaily.show(),

@@ -416,6 +416,163 @@ fn decode_v1(bytes: &[u8]) -> Option<State> {
     Some(s)
 }
 
+/// What the risk step reads from one account's state, windows evaluated at one minute: computed
+/// straight from the bytes ([`summarize`]), without building a [`State`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub last_out_s: u64,
+    pub out_total: u64,
+    pub out_log_sum_milli: u64,
+    pub out_authorized: u64,
+    pub last_in_s: u64,
+    pub in_total: u64,
+    pub out_10m: Window,
+    pub out_hour: Window,
+    pub out_day: Window,
+    pub in_hour: Window,
+    pub in_day: Window,
+    /// The destination asked about is among the recent destinations.
+    pub knows_destination: bool,
+    pub sources_hour: u64,
+    pub sources_day: u64,
+    pub corrupt: bool,
+}
+
+/// Minutes in the short source window (card-testing bursts).
+pub const MINUTES_SHORT: u32 = 10;
+
+fn in_window(minute: u32, now_minute: u32, span: u32) -> bool {
+    minute <= now_minute && (now_minute < span || minute > now_minute - span)
+}
+
+fn add(w: &mut Window, b: &Bucket) {
+    w.count += u64::from(b.count);
+    w.declines += u64::from(b.declines);
+    w.amount = w.amount.saturating_add(b.amount);
+}
+
+impl Summary {
+    /// The summary of a decoded state (the reference [`summarize`] is tested against).
+    pub fn of_state(s: &State, now_minute: u32, destination: Option<&[u8]>) -> Summary {
+        Summary {
+            last_out_s: s.last_out_s,
+            out_total: s.out_total,
+            out_log_sum_milli: s.out_log_sum_milli,
+            out_authorized: s.out_authorized,
+            last_in_s: s.last_in_s,
+            in_total: s.in_total,
+            out_10m: window(&s.out, now_minute, MINUTES_SHORT),
+            out_hour: window(&s.out, now_minute, MINUTES_PER_HOUR),
+            out_day: window(&s.out, now_minute, MINUTES_PER_DAY),
+            in_hour: window(&s.inbound, now_minute, MINUTES_PER_HOUR),
+            in_day: window(&s.inbound, now_minute, MINUTES_PER_DAY),
+            knows_destination: destination.is_some_and(|d| s.knows_destination(d)),
+            sources_hour: seen_in(&s.sources, now_minute, MINUTES_PER_HOUR),
+            sources_day: seen_in(&s.sources, now_minute, MINUTES_PER_DAY),
+            corrupt: s.corrupt,
+        }
+    }
+
+    /// The mean of `ln(1 + amount)` over authorized payments from the account, if any.
+    pub fn out_log_mean(&self) -> Option<f64> {
+        if self.out_authorized == 0 {
+            None
+        } else {
+            Some(self.out_log_sum_milli as f64 / 1000.0 / self.out_authorized as f64)
+        }
+    }
+}
+
+/// [`Summary::of_state`] of [`State::decode`], in one pass over the bytes with no allocation
+/// (the risk step runs it twice per payment). Bytes that are not a valid state: the empty
+/// summary with `corrupt` set, exactly as `decode`.
+pub fn summarize(bytes: Option<&[u8]>, now_minute: u32, destination: Option<&[u8]>) -> Summary {
+    match bytes {
+        None | Some([]) => Summary::default(),
+        Some(b) => summarize_v1(b, now_minute, destination).unwrap_or(Summary {
+            corrupt: true,
+            ..Summary::default()
+        }),
+    }
+}
+
+fn summarize_v1(bytes: &[u8], now_minute: u32, destination: Option<&[u8]>) -> Option<Summary> {
+    if bytes.len() > MAX_ENCODED_LEN {
+        return None;
+    }
+    let mut c = Cursor::new(bytes);
+    if c.u8()? != VERSION || c.u8()? != 0 {
+        return None;
+    }
+    let mut s = Summary {
+        last_out_s: c.varint()?,
+        out_total: c.varint()?,
+        out_log_sum_milli: c.varint()?,
+        out_authorized: c.varint()?,
+        last_in_s: c.varint()?,
+        in_total: c.varint()?,
+        ..Summary::default()
+    };
+    for outbound in [true, false] {
+        let n = usize::try_from(c.varint()?).ok()?;
+        if n > MAX_BUCKETS {
+            return None;
+        }
+        let mut minute = 0u32;
+        for i in 0..n {
+            let delta = c.u32v()?;
+            if i > 0 && delta == 0 {
+                return None;
+            }
+            minute = minute.checked_add(delta)?;
+            let b = Bucket {
+                minute,
+                count: c.u32v()?,
+                declines: c.u32v()?,
+                amount: c.varint()?,
+            };
+            if !in_window(minute, now_minute, MINUTES_PER_DAY) {
+                continue;
+            }
+            if outbound {
+                add(&mut s.out_day, &b);
+                if in_window(minute, now_minute, MINUTES_PER_HOUR) {
+                    add(&mut s.out_hour, &b);
+                }
+                if in_window(minute, now_minute, MINUTES_SHORT) {
+                    add(&mut s.out_10m, &b);
+                }
+            } else {
+                add(&mut s.in_day, &b);
+                if in_window(minute, now_minute, MINUTES_PER_HOUR) {
+                    add(&mut s.in_hour, &b);
+                }
+            }
+        }
+    }
+    let wanted = destination.map(id_hash);
+    for (cap, outbound) in [(MAX_DESTINATIONS, true), (MAX_SOURCES, false)] {
+        let n = usize::try_from(c.varint()?).ok()?;
+        if n > cap {
+            return None;
+        }
+        for _ in 0..n {
+            let h = u64::from_le_bytes(c.fixed::<8>()?);
+            let minute = u32::from_le_bytes(c.fixed::<4>()?);
+            if outbound {
+                s.knows_destination |= wanted == Some(h);
+            } else {
+                s.sources_hour += u64::from(in_window(minute, now_minute, MINUTES_PER_HOUR));
+                s.sources_day += u64::from(in_window(minute, now_minute, MINUTES_PER_DAY));
+            }
+        }
+    }
+    if !c.done() {
+        return None;
+    }
+    Some(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,6 +713,57 @@ mod tests {
         let mins: Vec<u32> = s.out.iter().map(|b| b.minute).collect();
         assert!(mins.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(State::decode(Some(&s.encode())), s);
+    }
+
+    /// A small deterministic generator (no dependency for tests).
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *seed >> 33
+    }
+
+    #[test]
+    fn summarize_equals_decode_then_summary() {
+        let mut seed = 42u64;
+        for _ in 0..200 {
+            let mut s = State::default();
+            let n = lcg(&mut seed) % 300;
+            for _ in 0..n {
+                let t = T0 + (lcg(&mut seed) % 200_000) as i64;
+                let cp = [(lcg(&mut seed) % 50) as u8; 16];
+                let o = match lcg(&mut seed) % 3 {
+                    0 => Outcome::Authorized,
+                    1 => Outcome::Declined,
+                    _ => Outcome::Blocked,
+                };
+                s.record(
+                    t,
+                    lcg(&mut seed) % 2 == 0,
+                    &cp,
+                    (lcg(&mut seed) % 10_000) as i64,
+                    o,
+                );
+            }
+            let b = s.encode();
+            for _ in 0..5 {
+                let now = minute_of(T0 + (lcg(&mut seed) % 300_000) as i64);
+                let dst = [(lcg(&mut seed) % 50) as u8; 16];
+                let want = Summary::of_state(&State::decode(Some(&b)), now, Some(&dst));
+                assert_eq!(summarize(Some(&b), now, Some(&dst)), want);
+                // Damaged bytes agree too.
+                let mut c = b.clone();
+                let at = (lcg(&mut seed) as usize) % c.len();
+                c[at] ^= 1 << (lcg(&mut seed) % 8);
+                let want = Summary::of_state(&State::decode(Some(&c)), now, Some(&dst));
+                assert_eq!(summarize(Some(&c), now, Some(&dst)), want);
+                let cut = &b[..at];
+                let want = Summary::of_state(&State::decode(Some(cut)), now, None);
+                assert_eq!(summarize(Some(cut), now, None), want);
+            }
+        }
+        assert_eq!(summarize(None, 5, None), Summary::default());
+        assert!(summarize(Some(&[9]), 5, None).corrupt);
     }
 
     #[test]
