@@ -46,7 +46,7 @@ CHANNELS: Final = ("web", "app", "pos")
 @dataclass(frozen=True)
 class Options:
     seed: int = 1
-    days: int = 56
+    days: int = 84
     customers: int = 2_000
     merchants: int = 400
     # fraud incidents per day per 1,000 customers (each incident is one or more payments)
