@@ -7,8 +7,9 @@ accounts). Legitimate customers pay a few favourite merchants, mostly during the
 customers are dormant; some accounts are created during the simulated period (so "new" is not fraud by
 itself). Legitimate look-alikes of each fraud pattern keep the problem honest: a few customers pay in quick
 bursts of small amounts (top-ups), some payments are large for their payer, some of those go to a payee
-never paid before (a new landlord), and new merchants launch with a rush of distinct payers. Four fraud
-scenarios are injected:
+never paid before (a new landlord), new merchants launch with a rush of distinct payers, most new customers
+pay minutes after signing up, and new merchants take small test payments from their owner's new account.
+Four fraud scenarios are injected:
 
 - ``card_testing``: a burst of many small payments, seconds apart, from one source (a fresh account or a
   compromised one) to one or two merchants; many are declined.
@@ -54,8 +55,10 @@ class Options:
     account_takeover_rate: float = 1.0
     compromised_destination_rate: float = 0.2
     amount_outlier_rate: float = 1.5
-    # legitimate look-alikes: merchant launches per day per 1,000 customers
+    # legitimate look-alikes, per day per 1,000 customers: merchant launches, and merchants onboarding
+    # (a new account's first small test payments from its owner's new account, minutes after both opened)
     merchant_launch_rate: float = 0.3
+    onboarding_rate: float = 1.0
 
 
 @dataclass
@@ -169,6 +172,11 @@ class Simulator:
         rng = self.rng
         day_s = START_S + day * DAY_S
         for customer in self.customers:
+            if day_s <= customer.created_s < day_s + DAY_S and rng.random() < 0.6:
+                # sign up, then buy at once: a new account's first payment minutes after it opened
+                self.emit(customer.created_s + rng.randint(10, 30 * 60), customer, rng.choice(customer.favourites),
+                          round(rng.lognormvariate(math.log(customer.mean_amount_minor), 0.5)), scenario=LEGIT,
+                          declined_probability=0.01, channel=rng.choice(CHANNELS))
             for _ in range(self.poisson(customer.payments_per_day)):
                 time_s = day_s + self.time_of_day_s(customer.peak_hour)
                 destination = (rng.choice(customer.favourites) if rng.random() < 0.85
@@ -264,6 +272,20 @@ class Simulator:
             self.emit(start_s + rng.randrange(window_s), payer, destination, round(amount), scenario=LEGIT,
                       declined_probability=0.01, channel=rng.choice(CHANNELS))
 
+    def onboarding(self, day_s: int) -> None:
+        """Legitimate: a merchant opens an account and pays it a few small test amounts from its owner's
+        account, itself just opened (what an integration test against the API looks like)."""
+        rng = self.rng
+        opened_s = day_s + rng.randrange(DAY_S)
+        currency = self.currency()
+        owner = Account(self.new_id(), opened_s, currency)
+        merchant = Account(self.new_id(), opened_s + rng.randint(1, 600), currency)
+        time_s = merchant.created_s
+        for _ in range(rng.randint(1, 3)):
+            time_s += rng.randint(5, 30 * 60)
+            self.emit(time_s, owner, merchant, rng.choice((1, 50, 100, 100, 500, 1000, 2000, 5000)),
+                      scenario=LEGIT, declined_probability=0.05, channel=rng.choice(CHANNELS))
+
     def amount_outlier(self, day_s: int) -> None:
         rng = self.rng
         customer = self.active_customer()
@@ -280,6 +302,7 @@ class Simulator:
             (self.o.compromised_destination_rate, self.compromised_destination),
             (self.o.amount_outlier_rate, self.amount_outlier),
             (self.o.merchant_launch_rate, self.merchant_launch),
+            (self.o.onboarding_rate, self.onboarding),
         ]
         for day in range(self.o.days):
             self.legit(day)
