@@ -252,8 +252,10 @@ class FeeRule:
 def prepare_fee_schedule(rules: list[tuple[str, int, int, int | None, int | None]]) -> list[FeeRule]:
     """At most 200 ``(currency, percent_bps, fixed, min, max)`` rules, one per currency; sorted by currency."""
 
-# ---- Risk (BRIEF §8). These take typed arguments from the service itself (a wrong type is a
-# ``TypeError``); rule and configuration errors are ``CoreError``.
+# ---- Risk (BRIEF §8). The functions and ``RiskPolicy(...)`` check their arguments like the rest of
+# the core (a wrong type is ``CoreError("parameter_invalid", <parameter>)``; ids and states are
+# ``bytes`` exactly). The per-payment methods (``RiskPolicy.assess``, ``RiskModel.score`` ...) take
+# typed arguments from the service itself: a wrong type there is pyo3's ``TypeError``.
 
 def risk_feature_names() -> list[str]:
     """The names of the features ``risk_features`` returns, in order (a model's ``features``)."""
