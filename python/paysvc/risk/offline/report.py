@@ -6,6 +6,7 @@ the Rust feature function, never from the trainer: the report describes what ser
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -41,21 +42,16 @@ def _say(message: str) -> None:
 
 
 def load_models(directory: Path) -> list[Any]:
-    models = []
-    for path in sorted(directory.glob("*.json")):
-        model = _native.RiskModel.load(path.read_bytes())
-        models.append(model)
-    kinds = sorted(m.kind for m in models)
+    models = [_native.RiskModel.load(path.read_bytes()) for path in sorted(directory.glob("*.json"))]
     if not models:
         raise ValueError(f"{directory}: no model files (*.json)")
+    kinds = sorted(m.kind for m in models)
     if len(set(kinds)) != len(kinds):
         raise ValueError(f"{directory}: one model of each kind expected, found {kinds}")
     return models
 
 
 def split_of(model: Any) -> Split:
-    import json
-
     metrics = json.loads(model.metrics_json)
     try:
         return Split(int(metrics["train_start_s"]), int(metrics["train_end_s"]), int(metrics["test_start_s"]))
