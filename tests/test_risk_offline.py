@@ -181,6 +181,9 @@ def test_report_needs_models(tmp_path: Path, trained: tuple[Path, train.Trained]
     small, _ = trained
     with pytest.raises(ValueError, match="no model files"):
         report.run(small, tmp_path, tmp_path / "out")
+    (tmp_path / "broken.json").write_text('{"format": "paysvc-risk-model/1"}')
+    with pytest.raises(ValueError, match=r"broken\.json"):
+        report.run(small, tmp_path, tmp_path / "out")
 
 
 def shipped(name: str) -> bytes:

@@ -42,7 +42,12 @@ def _say(message: str) -> None:
 
 
 def load_models(directory: Path) -> list[Any]:
-    models = [_native.RiskModel.load(path.read_bytes()) for path in sorted(directory.glob("*.json"))]
+    models = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            models.append(_native.RiskModel.load(path.read_bytes()))
+        except _native.CoreError as exc:
+            raise ValueError(f"{path}: {exc}") from None
     if not models:
         raise ValueError(f"{directory}: no model files (*.json)")
     kinds = sorted(m.kind for m in models)
