@@ -198,7 +198,7 @@ pub struct Assessment {
     pub risk_level: &'static str,
     pub reason: Option<&'static str>,
     pub rule_index: Option<usize>,
-    /// The model that scored (index: champion = 0 / challenger = 1), its id read from the policy.
+    /// The model that scored (the arm's model), `None` when there was no score.
     pub model: Option<Arc<Model>>,
     pub arm: Option<&'static str>,
     pub shadow_scores: Vec<(Arc<Model>, u8)>,
