@@ -8,7 +8,8 @@ customers are dormant; some accounts are created during the simulated period (so
 itself). Legitimate look-alikes of each fraud pattern keep the problem honest: a few customers pay in quick
 bursts of small amounts (top-ups), some payments are large for their payer, some of those go to a payee
 never paid before (a new landlord), new merchants launch with a rush of distinct payers, most new customers
-pay minutes after signing up, and new merchants take small test payments from their owner's new account.
+pay minutes after signing up, and new businesses move an opening balance and scripted test payments
+between two accounts opened minutes before.
 Four fraud scenarios are injected:
 
 - ``card_testing``: a burst of many small payments, seconds apart, from one source (a fresh account or a
@@ -58,7 +59,7 @@ class Options:
     # legitimate look-alikes, per day per 1,000 customers: merchant launches, and merchants onboarding
     # (a new account's first small test payments from its owner's new account, minutes after both opened)
     merchant_launch_rate: float = 0.3
-    onboarding_rate: float = 1.0
+    onboarding_rate: float = 1.5
 
 
 @dataclass
@@ -273,18 +274,24 @@ class Simulator:
                       declined_probability=0.01, channel=rng.choice(CHANNELS))
 
     def onboarding(self, day_s: int) -> None:
-        """Legitimate: a merchant opens an account and pays it a few small test amounts from its owner's
-        account, itself just opened (what an integration test against the API looks like)."""
+        """Legitimate: a business opens two accounts and moves money between them at once: often an opening
+        balance, then test payments, seconds apart when a script runs them (an integration test against
+        the API looks exactly like this). Card testing hits established merchants, not a new account."""
         rng = self.rng
         opened_s = day_s + rng.randrange(DAY_S)
         currency = self.currency()
         owner = Account(self.new_id(), opened_s, currency)
         merchant = Account(self.new_id(), opened_s + rng.randint(1, 600), currency)
         time_s = merchant.created_s
-        for _ in range(rng.randint(1, 3)):
-            time_s += rng.randint(5, 30 * 60)
-            self.emit(time_s, owner, merchant, rng.choice((1, 50, 100, 100, 500, 1000, 2000, 5000)),
-                      scenario=LEGIT, declined_probability=0.05, channel=rng.choice(CHANNELS))
+        if rng.random() < 0.4:  # the opening balance
+            time_s += rng.randint(1, 10 * 60)
+            self.emit(time_s, owner, merchant, rng.choice((1, 2, 5, 10, 50, 100)) * 10_000, scenario=LEGIT,
+                      declined_probability=0.02, channel="web")
+        scripted = rng.random() < 0.5
+        for _ in range(rng.randint(1, 12) if scripted else rng.randint(1, 3)):
+            time_s += rng.randint(0, 20) if scripted else rng.randint(5, 30 * 60)
+            self.emit(time_s, owner, merchant, rng.choice((1, 10, 50, 100, 100, 200, 500, 1000, 2000, 5000)),
+                      scenario=LEGIT, declined_probability=0.1, channel=rng.choice(CHANNELS))
 
     def amount_outlier(self, day_s: int) -> None:
         rng = self.rng
