@@ -98,6 +98,7 @@ def test_card_testing_shows_in_the_source_velocity() -> None:
     assert np.median(testing) > 5 > np.percentile(legit, 99)
 
 
+@pytest.mark.slow
 def test_train_splits_by_time_and_exports_models_the_rust_evaluator_agrees_with(
     trained: tuple[Path, train.Trained],
 ) -> None:
@@ -147,6 +148,7 @@ def test_export_is_refused_when_the_rust_evaluator_disagrees(trained: tuple[Path
         export.checked(linear, result.logreg, result.test.x)
 
 
+@pytest.mark.slow
 def test_the_cli_runs_the_whole_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                      trained: tuple[Path, train.Trained]) -> None:
     data = tmp_path / "tiny.csv.gz"
@@ -178,6 +180,9 @@ def test_report_needs_models(tmp_path: Path, trained: tuple[Path, train.Trained]
 
     small, _ = trained
     with pytest.raises(ValueError, match="no model files"):
+        report.run(small, tmp_path, tmp_path / "out")
+    (tmp_path / "broken.json").write_text('{"format": "paysvc-risk-model/1"}')
+    with pytest.raises(ValueError, match=r"broken\.json"):
         report.run(small, tmp_path, tmp_path / "out")
 
 

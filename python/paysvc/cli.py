@@ -327,7 +327,7 @@ def parser() -> argparse.ArgumentParser:
     simulate = risk_commands.add_parser(
         "simulate", help="write a seeded simulated payment stream with labelled fraud scenarios (gzip CSV)")
     simulate.add_argument("--seed", type=int, default=1)
-    simulate.add_argument("--days", type=int, default=56, help="simulated days (default 56)")
+    simulate.add_argument("--days", type=int, default=84, help="simulated days (default 84)")
     simulate.add_argument("--customers", type=int, default=2_000, help="paying accounts (default 2000)")
     simulate.add_argument("--merchants", type=int, default=0, help="destinations (default customers / 5)")
     simulate.add_argument("--out", required=True, help="the file to write, e.g. risk.csv.gz")

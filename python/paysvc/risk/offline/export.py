@@ -59,8 +59,43 @@ def _float32_cut(threshold: float) -> float:
 
 def gbdt(classifier: Any, model_id: str, names: list[str], metrics: dict[str, float],
          created_at: str | None = None) -> Model:
-    """A binary ``GradientBoostingClassifier`` (log loss, prior init): base_score is the prior's log odds and
-    each leaf holds its value times the learning rate (scikit-learn scales at prediction time)."""
+    """A binary ``HistGradientBoostingClassifier`` or ``GradientBoostingClassifier`` (log loss)."""
+    if hasattr(classifier, "_predictors"):
+        return _hist_gbdt(classifier, model_id, names, metrics, created_at)
+    return _classic_gbdt(classifier, model_id, names, metrics, created_at)
+
+
+def _hist_gbdt(classifier: Any, model_id: str, names: list[str], metrics: dict[str, float],
+               created_at: str | None) -> Model:
+    """HistGradientBoostingClassifier predicts from raw float64 features with ``x <= num_threshold`` going
+    left (NaN: ``missing_go_to_left``), its leaf values already shrunk by the learning rate, from a baseline
+    margin: our format exactly. (Its fitted trees are private attributes; the Rust check below catches any
+    change of meaning in a later scikit-learn.)"""
+    trees = []
+    for (predictor,) in classifier._predictors:
+        nodes = predictor.nodes
+        if nodes["is_categorical"].any():
+            raise ExportRefused(f"model {model_id}: categorical splits have no equivalent in the flat format")
+        leaf = nodes["is_leaf"].astype(bool)
+        trees.append({
+            "feature": [-1 if is_leaf else int(f) for f, is_leaf in zip(nodes["feature_idx"], leaf, strict=True)],
+            "threshold": [0.0 if is_leaf else float(t)
+                          for t, is_leaf in zip(nodes["num_threshold"], leaf, strict=True)],
+            "left": [-1 if is_leaf else int(c) for c, is_leaf in zip(nodes["left"], leaf, strict=True)],
+            "right": [-1 if is_leaf else int(c) for c, is_leaf in zip(nodes["right"], leaf, strict=True)],
+            "value": [float(v) if is_leaf else 0.0 for v, is_leaf in zip(nodes["value"], leaf, strict=True)],
+            "default_left": [bool(m) and not is_leaf
+                             for m, is_leaf in zip(nodes["missing_go_to_left"], leaf, strict=True)],
+        })
+    return _header(model_id, "gbdt", names, metrics, created_at) | {
+        "base_score": float(np.ravel(classifier._baseline_prediction)[0]), "trees": trees,
+    }
+
+
+def _classic_gbdt(classifier: Any, model_id: str, names: list[str], metrics: dict[str, float],
+                  created_at: str | None) -> Model:
+    """GradientBoostingClassifier (prior init): base_score is the prior's log odds and each leaf holds its
+    value times the learning rate (scikit-learn scales at prediction time)."""
     prior = float(classifier.init_.class_prior_[1])
     trees = []
     for (estimator,) in classifier.estimators_:

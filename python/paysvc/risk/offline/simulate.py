@@ -7,15 +7,17 @@ accounts). Legitimate customers pay a few favourite merchants, mostly during the
 customers are dormant; some accounts are created during the simulated period (so "new" is not fraud by
 itself). Legitimate look-alikes of each fraud pattern keep the problem honest: a few customers pay in quick
 bursts of small amounts (top-ups), some payments are large for their payer, some of those go to a payee
-never paid before (a new landlord), and new merchants launch with a rush of distinct payers. Four fraud
-scenarios are injected:
+never paid before (a new landlord), new merchants launch with a rush of distinct payers, most new customers
+pay minutes after signing up, and new businesses move an opening balance and scripted test payments
+between two accounts opened minutes before.
+Four fraud scenarios are injected:
 
 - ``card_testing``: a burst of many small payments, seconds apart, from one source (a fresh account or a
   compromised one) to one or two merchants; many are declined.
 - ``account_takeover``: a dormant (sometimes a new) source suddenly drains several times its usual amount
   to a mule account created days before and never paid before.
 - ``compromised_destination``: a destination (a new merchant, or a small existing one) is suddenly paid
-  by many distinct sources within hours.
+  by many distinct sources within hours, each more than it usually pays (a launch's rush pays less).
 - ``amount_outlier``: one payment far above its source's usual amount.
 
 A fraud label becomes known days after the payment (``label_time_s``); a legitimate one when the report
@@ -46,7 +48,7 @@ CHANNELS: Final = ("web", "app", "pos")
 @dataclass(frozen=True)
 class Options:
     seed: int = 1
-    days: int = 56
+    days: int = 84
     customers: int = 2_000
     merchants: int = 400
     # fraud incidents per day per 1,000 customers (each incident is one or more payments)
@@ -54,8 +56,10 @@ class Options:
     account_takeover_rate: float = 1.0
     compromised_destination_rate: float = 0.2
     amount_outlier_rate: float = 1.5
-    # legitimate look-alikes: merchant launches per day per 1,000 customers
+    # legitimate look-alikes, per day per 1,000 customers: merchant launches, and merchants onboarding
+    # (a new account's first small test payments from its owner's new account, minutes after both opened)
     merchant_launch_rate: float = 0.3
+    onboarding_rate: float = 1.5
 
 
 @dataclass
@@ -169,6 +173,11 @@ class Simulator:
         rng = self.rng
         day_s = START_S + day * DAY_S
         for customer in self.customers:
+            if day_s <= customer.created_s < day_s + DAY_S and rng.random() < 0.6:
+                # sign up, then buy at once: a new account's first payment minutes after it opened
+                self.emit(customer.created_s + rng.randint(10, 30 * 60), customer, rng.choice(customer.favourites),
+                          round(rng.lognormvariate(math.log(customer.mean_amount_minor), 0.5)), scenario=LEGIT,
+                          declined_probability=0.01, channel=rng.choice(CHANNELS))
             for _ in range(self.poisson(customer.payments_per_day)):
                 time_s = day_s + self.time_of_day_s(customer.peak_hour)
                 destination = (rng.choice(customer.favourites) if rng.random() < 0.85
@@ -246,8 +255,8 @@ class Simulator:
             payer = self.active_customer(currency)
             if payer not in payers:
                 payers.append(payer)
-        for payer in payers:
-            amount = payer.mean_amount_minor * rng.uniform(0.8, 2.5)
+        for payer in payers:  # the fraudster's goods cost more than what the payer usually buys
+            amount = payer.mean_amount_minor * rng.uniform(1.5, 5.0)
             self.emit(start_s + rng.randrange(window_s), payer, destination, round(amount),
                       scenario="compromised_destination", declined_probability=0.02, channel=rng.choice(CHANNELS))
 
@@ -260,9 +269,29 @@ class Simulator:
         window_s = rng.randint(2, 8) * HOUR_S
         for _ in range(rng.randint(15, 60)):
             payer = self.active_customer(currency)
-            amount = payer.mean_amount_minor * rng.uniform(0.5, 2.0)
+            amount = payer.mean_amount_minor * rng.uniform(0.3, 1.5)  # an opening sale: usual or lower
             self.emit(start_s + rng.randrange(window_s), payer, destination, round(amount), scenario=LEGIT,
                       declined_probability=0.01, channel=rng.choice(CHANNELS))
+
+    def onboarding(self, day_s: int) -> None:
+        """Legitimate: a business opens two accounts and moves money between them at once: often an opening
+        balance, then test payments, seconds apart when a script runs them (an integration test against
+        the API looks exactly like this). Card testing hits established merchants, not a new account."""
+        rng = self.rng
+        opened_s = day_s + rng.randrange(DAY_S)
+        currency = self.currency()
+        owner = Account(self.new_id(), opened_s, currency)
+        merchant = Account(self.new_id(), opened_s + rng.randint(1, 600), currency)
+        time_s = merchant.created_s
+        if rng.random() < 0.4:  # the opening balance
+            time_s += rng.randint(1, 10 * 60)
+            self.emit(time_s, owner, merchant, rng.choice((1, 2, 5, 10, 50, 100)) * 10_000, scenario=LEGIT,
+                      declined_probability=0.02, channel="web")
+        scripted = rng.random() < 0.5
+        for _ in range(rng.randint(1, 12) if scripted else rng.randint(1, 3)):
+            time_s += rng.randint(0, 20) if scripted else rng.randint(5, 30 * 60)
+            self.emit(time_s, owner, merchant, rng.choice((1, 10, 50, 100, 100, 200, 500, 1000, 2000, 5000)),
+                      scenario=LEGIT, declined_probability=0.1, channel=rng.choice(CHANNELS))
 
     def amount_outlier(self, day_s: int) -> None:
         rng = self.rng
@@ -280,6 +309,7 @@ class Simulator:
             (self.o.compromised_destination_rate, self.compromised_destination),
             (self.o.amount_outlier_rate, self.amount_outlier),
             (self.o.merchant_launch_rate, self.merchant_launch),
+            (self.o.onboarding_rate, self.onboarding),
         ]
         for day in range(self.o.days):
             self.legit(day)

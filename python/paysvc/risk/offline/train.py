@@ -54,11 +54,14 @@ def fit_logreg(train: Table, seed: int) -> Any:
 
 
 def fit_gbdt(train: Table, options: Options) -> Any:
-    from sklearn.ensemble import GradientBoostingClassifier
+    """Histogram GBDT: fast on two cores, and it predicts from the raw f64 features like our evaluator.
+    No early stopping (its validation split would depend on the row count): a fixed number of trees."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
-    classifier = GradientBoostingClassifier(
-        n_estimators=options.trees, max_depth=options.depth, learning_rate=options.learning_rate,
-        subsample=0.8, min_samples_leaf=20, random_state=options.seed,
+    classifier = HistGradientBoostingClassifier(
+        max_iter=options.trees, max_depth=options.depth, max_leaf_nodes=2 ** options.depth,
+        learning_rate=options.learning_rate, l2_regularization=1.0, early_stopping=False,
+        random_state=options.seed,
     )
     return classifier.fit(train.x, train.y)
 
