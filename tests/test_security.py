@@ -54,7 +54,8 @@ async def _routes(http: httpx.AsyncClient) -> dict[tuple[str, str], dict[str, An
 
 
 def _fill(template: str, **values: str) -> str:
-    return template.format(**{name: values.get(name, f"x_{name}") for name in ("account_id", "payment_id")})
+    names = ("account_id", "payment_id", "endpoint_id", "delivery_id")
+    return template.format(**{name: values.get(name, f"x_{name}") for name in names})
 
 
 def _error_code(r: httpx.Response) -> str:
@@ -99,8 +100,10 @@ async def test_limit_outside_1_to_100_is_400_on_every_list_route(http: httpx.Asy
                      ("GET", "/v1/payments/{payment_id}/refunds"), ("GET", "/v1/events")}
     _, account = await api.funded_account(100)
     payment = (await api.get("/v1/payments")).json()["data"][0]["id"]
+    endpoint = (await api.post("/v1/webhook-endpoints", {"url": "https://hooks.example.invalid/x",
+                                                         "enabled_events": ["*"]})).json()["id"]
     for _, template in sorted(lists):
-        path = _fill(template, account_id=account["id"], payment_id=payment)
+        path = _fill(template, account_id=account["id"], payment_id=payment, endpoint_id=endpoint)
         r = await api.get(path, limit=limit)
         assert r.status_code == 400, (template, limit, r.text)
         assert r.json()["error"]["code"] == "parameter_invalid" and r.json()["error"]["param"] == "limit"
