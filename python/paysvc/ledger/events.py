@@ -16,7 +16,7 @@ Webhook deliveries (brief, section 7) are created here too, in the transaction t
 events: one per (event, endpoint of the tenant that is enabled now, was created no later than the
 event, and lists its type or "*"). Numbering is the durable scan that cannot skip an event, and it
 keeps webhooks off the payment path entirely. An endpoint disabled or deleted between an event's
-commit and its numbering (well under a second, PAYSVC_EVENTS_SEQUENCE_INTERVAL_MS) misses it.
+commit and its numbering (about a second at most, PAYSVC_EVENTS_SEQUENCE_INTERVAL_MS) misses it.
 
 The payment path never reads or writes the counter: numbering costs it nothing and cannot make it
 retry. GET /v1/events numbers the tenant's backlog before it reads, so the feed is current; every
