@@ -162,9 +162,9 @@ def make_deliverer_pool(settings: Settings, url: str) -> Pool:
 
 class Clients:
     """Pooled HTTP clients, one per (scheme, host, port) of the endpoints' URLs, the most recently
-    used kept (at most ``MAX_CLIENTS``). Attempts connect to a checked IP address, so a client's
-    pool is keyed by that address: one client per URL host keeps a connection verified by TLS for
-    one host name from carrying another host's request that resolves to the same address. No
+    used kept (at most ``MAX_CLIENTS``). Attempts are sent to a checked IP address, and httpx pools
+    connections by the request's (scheme, address, port): one client per URL host keeps a connection
+    whose TLS was verified for one host name from carrying another host's request to the same address. No
     redirects are followed, TLS is always verified (the system's CAs, or ``verify``'s in tests), and
     proxies from the environment are ignored (we connect to the addresses we checked)."""
 
