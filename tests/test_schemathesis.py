@@ -166,7 +166,9 @@ def test_every_operation_conforms_to_the_served_document(case: Any, seed: Seed) 
 # starting_after "", an empty batch: all 400s the brief defines), 402 insufficient_funds (the ledger
 # declining, not the data refused), and 422 idempotency_key_reused where the generator sends one
 # Idempotency-Key with different bodies; ST201 for a batch item with an
-# unknown property, which the batch answers 200 with that item's 400 in its place, as the brief defines.
+# unknown property, which the batch answers 200 with that item's 400 in its place, as the brief defines;
+# and the same kind of ST202 on the webhook and risk routes (starting_after "", an empty
+# enabled_events or url, a rule action or predicate outside the language, an unknown model id).
 BASELINE = Path(__file__).with_name("schemathesis-baseline.json")
 FULL_RUN_EXAMPLES = int(os.environ.get("PAYSVC_SCHEMATHESIS_FULL_EXAMPLES", "10"))
 FULL_RUN_BUDGET_S = int(os.environ.get("PAYSVC_SCHEMATHESIS_FULL_BUDGET_S", "150"))

@@ -19,16 +19,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 from psycopg.types.json import Jsonb
 from standardwebhooks import Webhook
 
-from conftest import _with_database
+from conftest import fresh_database
 from paysvc import admin, ids
 from paysvc.config import Settings, SettingsError
-from paysvc.db.migrate import migrate
 from paysvc.db.pool import Pool, make_pool
 from paysvc.db.retry import RetryPolicy
 from paysvc.ledger import events
@@ -41,14 +38,8 @@ POLICY = RetryPolicy()
 
 @pytest.fixture(scope="module")
 def own_database(server_url: str) -> Iterator[str]:
-    name = f"paysvc_hooks_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = _with_database(server_url, name)
-    migrate(url)
-    yield url
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with fresh_database(server_url, "paysvc_hooks") as url:
+        yield url
 
 
 @pytest.fixture
