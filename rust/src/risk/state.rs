@@ -400,7 +400,9 @@ fn decode_seen(c: &mut Cursor<'_>, cap: usize) -> Option<Vec<Seen>> {
     Some(out)
 }
 
-fn decode_v1(bytes: &[u8]) -> Option<State> {
+/// The version-1 header both readers start with: the size bound, the version bytes and the six
+/// lifetime totals (last_out_s, out_total, out_log_sum_milli, out_authorized, last_in_s, in_total).
+fn open_v1(bytes: &[u8]) -> Option<(Cursor<'_>, [u64; 6])> {
     if bytes.len() > MAX_ENCODED_LEN {
         return None;
     }
@@ -408,13 +410,32 @@ fn decode_v1(bytes: &[u8]) -> Option<State> {
     if c.u8()? != VERSION || c.u8()? != 0 {
         return None;
     }
+    let mut totals = [0u64; 6];
+    for total in &mut totals {
+        *total = c.varint()?;
+    }
+    Some((c, totals))
+}
+
+fn decode_v1(bytes: &[u8]) -> Option<State> {
+    let (
+        mut c,
+        [
+            last_out_s,
+            out_total,
+            out_log_sum_milli,
+            out_authorized,
+            last_in_s,
+            in_total,
+        ],
+    ) = open_v1(bytes)?;
     let mut s = State {
-        last_out_s: c.varint()?,
-        out_total: c.varint()?,
-        out_log_sum_milli: c.varint()?,
-        out_authorized: c.varint()?,
-        last_in_s: c.varint()?,
-        in_total: c.varint()?,
+        last_out_s,
+        out_total,
+        out_log_sum_milli,
+        out_authorized,
+        last_in_s,
+        in_total,
         ..State::default()
     };
     s.out = decode_buckets(&mut c)?;
@@ -508,20 +529,24 @@ pub fn summarize(bytes: Option<&[u8]>, now_minute: u32, destination: Option<&[u8
 }
 
 fn summarize_v1(bytes: &[u8], now_minute: u32, destination: Option<&[u8]>) -> Option<Summary> {
-    if bytes.len() > MAX_ENCODED_LEN {
-        return None;
-    }
-    let mut c = Cursor::new(bytes);
-    if c.u8()? != VERSION || c.u8()? != 0 {
-        return None;
-    }
+    let (
+        mut c,
+        [
+            last_out_s,
+            out_total,
+            out_log_sum_milli,
+            out_authorized,
+            last_in_s,
+            in_total,
+        ],
+    ) = open_v1(bytes)?;
     let mut s = Summary {
-        last_out_s: c.varint()?,
-        out_total: c.varint()?,
-        out_log_sum_milli: c.varint()?,
-        out_authorized: c.varint()?,
-        last_in_s: c.varint()?,
-        in_total: c.varint()?,
+        last_out_s,
+        out_total,
+        out_log_sum_milli,
+        out_authorized,
+        last_in_s,
+        in_total,
         ..Summary::default()
     };
     for outbound in [true, false] {
